@@ -1,0 +1,83 @@
+"""Small helpers shared by every stage: errors, atomic writes, resource paths."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class HscseqInputError(ValueError):
+    """Bad input: the message names the sample, the file, what is wrong and what to do."""
+
+
+def input_error(what: str, *, sample: str | None = None, path: str | os.PathLike | None = None,
+                fix: str | None = None) -> HscseqInputError:
+    """Build an :class:`HscseqInputError` with a uniform message layout."""
+    parts = []
+    if sample is not None:
+        parts.append(f"sample {sample!r}")
+    if path is not None:
+        parts.append(f"file {str(path)!r}")
+    where = ", ".join(parts)
+    msg = f"{where}: {what}" if where else what
+    if fix:
+        msg += f" What to do: {fix}"
+    return HscseqInputError(msg)
+
+
+def resource_path(*parts: str) -> Path:
+    """Path of a file shipped in ``resources/`` (repository checkout or installed wheel)."""
+    for root in (_PACKAGE_DIR / "resources", _PACKAGE_DIR.parent / "resources"):
+        candidate = root.joinpath(*parts)
+        if candidate.exists():
+            return candidate
+    msg = f"resource {'/'.join(parts)!r} not found next to the hscseq package"
+    raise FileNotFoundError(msg)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
+
+    Works for files and directories. On failure nothing is left at ``path`` or beside it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_h5ad(adata, path: str | os.PathLike) -> None:
+    """Write ``adata`` to ``path`` atomically (gzip-free for speed)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp.with_suffix(".h5ad"))
+        tmp.with_suffix(".h5ad").rename(tmp)
+
+
+def write_table(df, path: str | os.PathLike, **kwargs) -> None:
+    """Write a pandas DataFrame as TSV (gzip when the name ends in .gz), atomically."""
+    path = Path(path)
+    compression = "gzip" if path.suffix == ".gz" else None
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", compression=compression, **kwargs)

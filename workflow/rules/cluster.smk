@@ -1,0 +1,21 @@
+rule cluster:
+    input:
+        integrated="results/integrate/integrated.h5ad",
+    output:
+        clustered="results/cluster/clustered.h5ad",
+        markers="results/tables/markers.tsv",
+        umap=report(
+            "results/figures/umap.png",
+            caption="../report/umap.rst",
+            category="Integration and clustering",
+        ),
+    params:
+        settings=stage_settings("cluster"),
+    log:
+        "logs/cluster.log",
+    benchmark:
+        "benchmarks/cluster.tsv"
+    conda:
+        "../envs/hscseq.yaml"
+    script:
+        "../scripts/cluster.py"

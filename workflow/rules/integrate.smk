@@ -1,0 +1,16 @@
+rule integrate:
+    input:
+        merged="results/merge/merged.h5ad",
+    output:
+        integrated="results/integrate/integrated.h5ad",
+        model=directory("results/integrate/model"),
+    params:
+        settings=stage_settings("integrate"),
+    log:
+        "logs/integrate.log",
+    benchmark:
+        "benchmarks/integrate.tsv"
+    conda:
+        "../envs/hscseq.yaml"
+    script:
+        "../scripts/integrate.py"
