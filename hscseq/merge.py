@@ -1,0 +1,130 @@
+"""Merge per-sample AnnData (after QC) into one object in one analysis species.
+
+The analysis species is the species of the in vivo (reference) samples; samples of the other species are
+mapped through MGI one-to-one orthologs. Samples are joined on the genes they all share (an inner join: a gene
+that was not measured in a sample is not a zero), and the overlap is reported; below ``min_shared_genes`` the
+merge stops with an error that names the sample that lost most genes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from hscseq import genes
+from hscseq._utils import input_error, write_h5ad
+
+logger = logging.getLogger(__name__)
+
+OBS_COLUMNS = ("sample", "species", "condition", "batch", "timepoint", "donor")
+
+
+def analysis_species(adatas: Sequence[ad.AnnData]) -> str:
+    """Species of the in vivo samples (or, without any, of the majority of cells)."""
+    ref = [a.obs["species"].iloc[0] for a in adatas if (a.obs["condition"] == "in_vivo").any()]
+    if ref:
+        return str(ref[0])
+    counts = pd.Series({a.obs["species"].iloc[0]: 0 for a in adatas})
+    for a in adatas:
+        counts[a.obs["species"].iloc[0]] += a.n_obs
+    return str(counts.idxmax())
+
+
+def _to_species(adata: ad.AnnData, target: str) -> ad.AnnData:
+    source = str(adata.obs["species"].iloc[0])
+    if source == target:
+        return adata
+    converted = genes.convert_symbols(adata.var_names, source, target)
+    keep = np.array([c is not None for c in converted])
+    out = adata[:, keep].copy()
+    out.var["source_symbol"] = out.var_names.to_numpy()
+    out.var_names = pd.Index([c for c in converted if c is not None])
+    out = out[:, ~out.var_names.duplicated()].copy()
+    sample = adata.obs["sample"].iloc[0]
+    logger.info("sample %s: %s -> %s through one-to-one orthologs: %d of %d genes kept", sample, source,
+                target, out.n_vars, adata.n_vars)
+    return out
+
+
+def merge_samples(adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500,
+                  species: str | None = None) -> ad.AnnData:
+    """Concatenate samples on their shared genes in one species.
+
+    Parameters
+    ----------
+    adatas
+        Per-sample AnnData with raw counts in X and obs ``sample``, ``species``, ``condition``.
+    min_shared_genes
+        Stop with an error when fewer genes are shared by all samples.
+    species
+        Analysis species; by default that of the in vivo samples (see :func:`analysis_species`).
+
+    Returns
+    -------
+    The merged AnnData: raw counts in a CSR X, obs of every sample (``reference_label`` kept), var
+    ``gene_symbol``/``gene_id`` of the analysis species, ``uns["hscseq"]["merge"]`` with the species and the
+    per-sample gene overlap.
+    """
+    if not adatas:
+        msg = "merge_samples needs at least one sample"
+        raise ValueError(msg)
+    species = species or analysis_species(adatas)
+    converted = [_to_species(a, species) for a in adatas]
+    shared = set(converted[0].var_names)
+    for a in converted[1:]:
+        shared &= set(a.var_names)
+    overlap = {str(a.obs["sample"].iloc[0]): len(shared) / max(orig.n_vars, 1)
+               for a, orig in zip(converted, adatas, strict=True)}
+    if len(shared) < min_shared_genes:
+        worst = min(converted, key=lambda a: len(set(a.var_names)))
+        sample = str(worst.obs["sample"].iloc[0])
+        raise input_error(
+            f"the samples share only {len(shared)} genes in {species} (minimum {min_shared_genes}); "
+            f"sample {sample!r} has the fewest ({worst.n_vars}).",
+            sample=sample,
+            fix="check the species column of the sample sheet and that every sample uses gene symbols or "
+                "Ensembl IDs of a whole transcriptome; lower merge.min_shared_genes only if you are sure.",
+        )
+    order = [g for g in converted[0].var_names if g in shared]
+    parts = []
+    for a in converted:
+        part = a[:, order].copy()
+        part.X = sp.csr_matrix(part.X, dtype=np.float32)
+        part.layers.clear()
+        part.obsm.clear()
+        part.varm.clear()
+        part.obsp.clear()
+        part.uns = {}
+        if "reference_label" not in part.obs:
+            part.obs["reference_label"] = np.nan
+        part.obs["reference_label"] = part.obs["reference_label"].astype(object)
+        parts.append(part)
+    merged = ad.concat(parts, join="inner", merge=None, uns_merge=None)
+    var = converted[0].var.loc[order]
+    merged.var = pd.DataFrame({"gene_symbol": order,
+                               "gene_id": var["gene_id"].to_numpy() if "gene_id" in var else ""},
+                              index=pd.Index(order))
+    for col in OBS_COLUMNS:
+        if col in merged.obs:
+            merged.obs[col] = merged.obs[col].astype(str).replace("nan", "").astype("category")
+    if "reference_label" in merged.obs:
+        labels = merged.obs["reference_label"].astype(object)
+        merged.obs["reference_label"] = labels.where(labels.notna() & (labels != ""), np.nan).astype("category")
+    merged.uns["hscseq"] = {"merge": {"species": species, "n_shared_genes": len(shared),
+                                      "gene_overlap": overlap,
+                                      "params": {"min_shared_genes": min_shared_genes, "species": species}}}
+    logger.info("merged %d samples: %d cells x %d shared genes (%s)", len(adatas), merged.n_obs, merged.n_vars,
+                species)
+    return merged
+
+
+def run_merge(*, h5ads: Sequence[str], merged: str, settings: dict) -> None:
+    """Workflow entry: read the QC'd samples, merge them, write ``merged`` atomically."""
+    adatas = [ad.read_h5ad(p) for p in h5ads]
+    result = merge_samples(adatas, min_shared_genes=int(settings.get("min_shared_genes", 500)))
+    write_h5ad(result, merged)
