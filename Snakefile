@@ -12,6 +12,12 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    sample="|".join(SAMPLE_NAMES),
+
+
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/merge.smk"
@@ -23,6 +29,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report.html",
         "results/anndata/integrated.h5ad",
@@ -30,4 +37,3 @@ rule all:
         "results/tables/qc_summary.tsv",
         "results/tables/scorecard.tsv",
         "results/tables/composition.tsv",
-    default_target: True

@@ -1,23 +1,20 @@
-# Helpers shared by the rule files: config and sample-sheet validation, sample lookups.
-import os
+# Helpers for every stage: config and sample-sheet validation, sample lookups.
 
 from snakemake.utils import validate
 
 from hscseq.workflow import load_samples, resolve_config_path
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 SAMPLE_SHEET = resolve_config_path(config["samples"], workflow.basedir)
 SAMPLES = load_samples(SAMPLE_SHEET)
 for _, _row in SAMPLES.iterrows():
-    validate(_row.to_frame().T.replace("", None).dropna(axis=1), schema="../schemas/samples.schema.yaml")
+    validate(
+        _row.to_frame().T.replace("", None).dropna(axis=1),
+        schema="../schemas/samples.schema.yaml",
+    )
 
 SAMPLE_NAMES = list(SAMPLES.index)
-
-
-wildcard_constraints:
-    sample="|".join(SAMPLE_NAMES),
 
 
 def sample_row(wildcards):

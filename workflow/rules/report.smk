@@ -5,7 +5,7 @@ rule report:
         qc_summary="results/tables/qc_summary.tsv",
         scorecard="results/tables/scorecard.tsv",
         composition="results/tables/composition.tsv",
-        programme="results/tables/hsc_programme.tsv",
+        hsc_programme="results/tables/hsc_programme.tsv",
         markers="results/tables/markers.tsv",
         qc_figures=expand("results/qc/{sample}.png", sample=SAMPLE_NAMES),
         figures=[
@@ -15,14 +15,14 @@ rule report:
         ],
     output:
         html="results/report.html",
-    params:
-        settings=stage_settings("report"),
-        samples=SAMPLES.to_dict(orient="records"),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("report"),
+        samples=SAMPLES.to_dict(orient="records"),
     script:
         "../scripts/report.py"

@@ -1,0 +1,141 @@
+"""The whole DAG through Snakemake: contract outputs, meaning of the results, input checks, lint."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from hscseq import HscseqInputError
+from hscseq.workflow import load_samples
+
+from .conftest import REPO, snakemake_command
+
+CONTRACT = [
+    "results/report.html",
+    "results/anndata/integrated.h5ad",
+    "results/tables/cells.tsv.gz",
+    "results/tables/qc_summary.tsv",
+    "results/tables/scorecard.tsv",
+    "results/tables/composition.tsv",
+]
+CELL_COLUMNS = ["cell_id", "sample", "condition", "batch", "timepoint", "leiden", "predicted_label",
+                "label_confidence", "novel", "hsc_score"]
+
+
+@pytest.fixture(scope="module")
+def run(workflow_run):
+    return workflow_run
+
+
+@pytest.fixture(scope="module")
+def cells(run):
+    df = pd.read_csv(run.directory / "results/tables/cells.tsv.gz", sep="\t")
+    truth = pd.read_csv(run.data / "truth.tsv.gz", sep="\t")
+    truth["cell_id"] = truth["sample"] + ":" + truth["barcode"]
+    return df.merge(truth.drop(columns="sample"), on="cell_id", how="left", validate="one_to_one")
+
+
+@pytest.mark.workflow
+def test_every_contract_output_exists(run):
+    for path in CONTRACT:
+        assert (run.directory / path).stat().st_size > 0, path
+    # every rule logged and was benchmarked
+    assert len(list((run.directory / "logs").rglob("*.log"))) >= 9
+    assert len(list((run.directory / "benchmarks").rglob("*.tsv"))) >= 9
+
+
+@pytest.mark.workflow
+def test_cells_table_follows_the_contract(run, cells):
+    sheet = pd.read_csv(run.sheet, sep="\t")
+    for col in CELL_COLUMNS:
+        assert col in cells.columns, col
+    assert any(c.startswith("score_") for c in cells.columns)
+    assert cells["cell_id"].is_unique
+    assert set(cells["sample"]) == set(sheet["sample"])
+    assert cells["true_cell_type"].notna().all(), "every output cell traces back to a simulated cell"
+    qc = pd.read_csv(run.directory / "results/tables/qc_summary.tsv", sep="\t")
+    assert set(qc["sample"]) == set(sheet["sample"])
+
+
+@pytest.mark.workflow
+def test_offtarget_engineered_cells_score_below_in_vivo_hscs(cells):
+    ref_hsc = cells[(cells["condition"] == "in_vivo") & (cells["true_cell_type"] == "HSC")]["hsc_score"]
+    offtarget = cells[(cells["condition"] == "engineered") & cells["is_offtarget"]]["hsc_score"]
+    assert len(ref_hsc) >= 10 and len(offtarget) >= 10
+    assert offtarget.median() < ref_hsc.median()
+    assert (offtarget < ref_hsc.quantile(0.25)).mean() > 0.8
+
+
+@pytest.mark.workflow
+def test_scorecard_and_report_cover_every_query_sample(run):
+    sheet = pd.read_csv(run.sheet, sep="\t")
+    queries = set(sheet.loc[sheet["condition"] != "in_vivo", "sample"])
+    scorecard = pd.read_csv(run.directory / "results/tables/scorecard.tsv", sep="\t")
+    assert set(scorecard["sample"]) == queries
+    html = (run.directory / "results/report.html").read_text()
+    for sample in sheet["sample"]:
+        assert sample in html
+    composition = pd.read_csv(run.directory / "results/tables/composition.tsv", sep="\t")
+    assert queries <= set(composition["sample"])
+
+
+@pytest.mark.workflow
+def test_second_run_has_nothing_to_do(run):
+    proc = subprocess.run([*run.command, "--dry-run"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _dry_run(tmp_path, sheet_text, *extra):
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(sheet_text)
+    cmd = snakemake_command(tmp_path / "run", sheet, "--dry-run", *extra)
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False)
+
+
+def test_missing_input_file_is_refused_before_any_job(tmp_path):
+    sheet = "sample\tpath\tspecies\tcondition\tbatch\nmyESC\t/nonexistent/counts.h5\tmouse\tengineered\tb1\n"
+    proc = _dry_run(tmp_path, sheet)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "myESC" in out and "/nonexistent/counts.h5" in out
+    assert "What to do" in out
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_sheet_row_violating_the_schema_is_refused(tmp_path, repo):
+    h5ad = repo / "resources/demo/invivo_donor1.h5ad"
+    sheet = f"sample\tpath\tspecies\tcondition\tbatch\nd1\t{h5ad}\tzebrafish\tin_vivo\tb1\n"
+    proc = _dry_run(tmp_path, sheet)
+    assert proc.returncode != 0
+    assert "zebrafish" in proc.stdout + proc.stderr
+
+
+def test_unknown_config_key_is_refused(tmp_path, repo):
+    h5ad = repo / "resources/demo/invivo_donor1.h5ad"
+    sheet = f"sample\tpath\tspecies\tcondition\tbatch\nd1\t{h5ad}\tmouse\tin_vivo\tb1\n"
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("qc:\n  n_madz: 3\n")
+    proc = _dry_run(tmp_path, sheet, "--configfile", str(extra))
+    assert proc.returncode != 0
+    assert "n_madz" in proc.stdout + proc.stderr
+
+
+def test_load_samples_resolves_paths_relative_to_the_sheet(tmp_path, repo):
+    sheet = repo / "config" / "samples.tsv"
+    df = load_samples(sheet)
+    assert df.index.is_unique
+    for path in df["path"]:
+        assert path.startswith("/") and (repo / "resources" / "demo").as_posix() in path
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("sample\tpath\tspecies\tcondition\tbatch\na\t/x\tmouse\tin_vivo\tb\na\t/y\tmouse\tin_vivo\tb\n")
+    with pytest.raises(HscseqInputError, match="more than once"):
+        load_samples(dup)
+
+
+def test_snakemake_lint_is_clean(repo):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+                          cwd=repo, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
