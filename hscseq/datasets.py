@@ -209,9 +209,8 @@ def _build_model(genes: list[str], seed: int) -> _Model:
         idx = [index[g] for g in programme if g in index]
         vec[idx] = rng.uniform(2.5, 4.0, size=len(idx))
         lfc[name] = vec
-    programme_genes = {g for p in PROGRAMMES.values() for g in p}
-    base[[index[g] for g in programme_genes if g in index]] = rng.normal(-2.0, 0.5, size=len(
-        [g for g in programme_genes if g in index]))
+    programme_idx = sorted({index[g] for p in PROGRAMMES.values() for g in p if g in index})
+    base[programme_idx] = rng.normal(-2.0, 0.5, size=len(programme_idx))
     cc = pd.read_csv(resource_path("genesets", "cell_cycle_mouse_hemascoper.tsv"), sep="\t", comment="#")
     s_idx = np.array([index[g] for g in cc.loc[cc["Phase"] == "G1-S", "Gene"] if g in index])
     g2m_idx = np.array([index[g] for g in cc.loc[cc["Phase"] == "G2-M", "Gene"] if g in index])

@@ -1,0 +1,47 @@
+# The two commands of the README quick start:
+#   make demo   -> venv + pinned install + the whole Snakemake DAG on the bundled demo -> results/report.html
+#   make test   -> venv + pinned install + system test dependencies + the full test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test install system-test-deps lint demo-data clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --workflow-profile workflow/profiles/local
+	@echo "Open results/report.html"
+
+# Headless Chromium for the report test (Debian packages; needs root). The SLURM test installs its own.
+system-test-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "WARNING: chromium/chromedriver missing and cannot apt-get install: the browser test will skip"; fi; \
+	fi
+
+test: install system-test-deps
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check hscseq tests workflow/scripts
+	$(BIN)/ruff format --check hscseq tests workflow/scripts
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+# Regenerate the bundled demo (bit-identical for the same seed).
+demo-data: install
+	$(BIN)/python -m hscseq.datasets demo resources/demo --sheet config/samples.tsv
+
+clean:
+	rm -rf results logs benchmarks .snakemake

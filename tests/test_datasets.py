@@ -1,0 +1,106 @@
+"""The one seeded simulator: reproducible, mission-shaped, realistic counts, truth in obs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from hscseq import datasets
+
+
+def test_same_seed_same_data_and_different_seed_different_data():
+    specs = datasets.reference_specs(200, n_donors=1)
+    a = datasets.simulate(specs, seed=3)["invivo_donor1"]
+    b = datasets.simulate(specs, seed=3)["invivo_donor1"]
+    c = datasets.simulate(specs, seed=4)["invivo_donor1"]
+    assert (a.X != b.X).nnz == 0
+    assert a.obs.equals(b.obs)
+    assert (a.X != c.X).nnz > 0
+
+
+def test_counts_are_realistic_and_sparse(demo_small):
+    for name, adata in demo_small.items():
+        assert sp.issparse(adata.X), name
+        x = adata.X.data
+        assert np.all(x == np.round(x)) and x.min() >= 1
+        lib = np.asarray(adata.X.sum(axis=1)).ravel()[~adata.obs["is_low_quality"].to_numpy()]
+        assert 2000 <= np.median(lib) <= 5000, name
+        assert adata.X.nnz / np.prod(adata.shape) < 0.6
+        mito = adata.var_names.str.lower().str.startswith("mt-")
+        pct = np.asarray(adata[:, mito].X.sum(axis=1)).ravel() / np.asarray(adata.X.sum(axis=1)).ravel()
+        lq = adata.obs["is_low_quality"].to_numpy()
+        assert np.median(pct[lq]) > 3 * np.median(pct[~lq])
+        assert 0.03 <= adata.obs["is_doublet"].mean() <= 0.05
+
+
+def test_scenario_shapes(demo_small):
+    ref = demo_small["invivo_donor1"]
+    assert set(datasets.REFERENCE_COMPOSITION) <= set(ref.obs["true_cell_type"])
+    assert not ref.obs["is_offtarget"].any()
+    eng = demo_small["engineered_7TF"]
+    assert set(datasets.OFFTARGET_TYPES) <= set(eng.obs["true_cell_type"])
+    assert eng.uns["simulation"]["missing_hsc_genes"] == list(datasets.DEFAULT_MISSING_HSC_GENES)
+    org = [demo_small[s] for s in ("organoid_week2", "organoid_week4")]
+    assert [o.obs["timepoint"].iloc[0] for o in org] == ["week2", "week4"]
+    assert all(o.var_names.str.isupper().mean() > 0.99 for o in org), "human symbols"
+    assert "HLF" in org[0].var_names and "Hlf" in ref.var_names
+    # the planted composition is what was simulated
+    comp = org[1].obs["true_cell_type"].value_counts(normalize=True)
+    for cell_type, frac in datasets.ORGANOID_COMPOSITIONS["week4"].items():
+        assert abs(comp[cell_type] - frac) < 0.02
+
+
+def test_programmes_mark_their_cell_types(demo_small):
+    ref = demo_small["invivo_donor1"]
+    norm = ref.X.multiply(1e4 / ref.X.sum(axis=1)).tocsr()
+    for cell_type, genes in [("HSC", ["Hlf", "Procr", "Mecom"]), ("erythroid", ["Hbb-bs", "Alas2"]),
+                             ("neutrophil", ["Ltf", "Camp"])]:
+        idx = [ref.var_names.get_loc(g) for g in genes]
+        expr = np.asarray(norm[:, idx].mean(axis=1)).ravel()
+        is_type = (ref.obs["true_cell_type"] == cell_type).to_numpy() & ~ref.obs["is_doublet"].to_numpy()
+        assert expr[is_type].mean() > 5 * expr[~is_type].mean(), cell_type
+    # engineered HSC-like cells lack the planted genes but keep the rest of the programme
+    eng = demo_small["engineered_7TF"]
+    e_norm = eng.X.multiply(1e4 / eng.X.sum(axis=1)).tocsr()
+    hsc_e = (eng.obs["true_cell_type"] == "HSC").to_numpy()
+    hsc_r = (ref.obs["true_cell_type"] == "HSC").to_numpy()
+    missing = eng.var_names.get_loc("Hlf")
+    kept = eng.var_names.get_loc("Mllt3")
+    assert e_norm[hsc_e, missing].mean() < 0.3 * norm[hsc_r, missing].mean()
+    assert e_norm[hsc_e, kept].mean() > 0.4 * norm[hsc_r, kept].mean()
+
+
+def test_batch_effect_between_donors():
+    specs = datasets.reference_specs(300)
+    out = datasets.simulate(specs, seed=0, batch_effect=0.5)
+    a, b = (np.asarray(x.X.mean(axis=0)).ravel() for x in out.values())
+    ratio = np.log((a + 0.1) / (b + 0.1))[(a > 1) & (b > 1)]
+    assert ratio.std() > 0.3
+
+
+def test_demo_regenerates_bit_identically(tmp_path):
+    d1, d2 = tmp_path / "a", tmp_path / "b"
+    datasets.write_demo(d1, scale=0.05)
+    datasets.write_demo(d2, scale=0.05)
+    assert datasets.sha256sums(d1) == datasets.sha256sums(d2)
+
+
+def test_shipped_demo_is_what_the_generator_writes(tmp_path, repo):
+    """resources/demo is reproducible: `make demo-data` rewrites the same bytes."""
+    datasets.main(["demo", str(tmp_path / "demo"), "--sheet", str(tmp_path / "samples.tsv")])
+    shipped = datasets.sha256sums(repo / "resources" / "demo")
+    assert datasets.sha256sums(tmp_path / "demo") == shipped
+    sheet = pd.read_csv(tmp_path / "samples.tsv", sep="\t")
+    assert sorted(sheet["sample"]) == sorted(pd.read_csv(repo / "config/samples.tsv", sep="\t")["sample"])
+
+
+@pytest.mark.parametrize("n_cells", [50_000])
+def test_large_simulation_stays_sparse_and_fast(n_cells):
+    import time
+
+    start = time.perf_counter()
+    spec = datasets.SampleSpec(sample="big", condition="in_vivo", n_cells=n_cells,
+                               composition=datasets.REFERENCE_COMPOSITION, batch="b", doublet_rate=0.0)
+    adata = datasets.simulate([spec], n_genes=2000)["big"]
+    assert adata.n_obs == n_cells and sp.issparse(adata.X)
+    assert time.perf_counter() - start < 120
