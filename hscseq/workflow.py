@@ -77,6 +77,7 @@ def load_samples(sheet: str | os.PathLike):
     import pandas as pd
 
     from hscseq._utils import input_error
+    from hscseq.ingest import detect_format
 
     sheet = Path(sheet)
     if not sheet.is_file():
@@ -111,6 +112,8 @@ def load_samples(sheet: str | os.PathLike):
                               fix="correct the 'path' column (relative paths are relative to the sample "
                                   f"sheet {str(sheet)!r}).")
         df.loc[row.Index, "path"] = str(p.resolve())
+        if row.format in ("", "auto"):
+            detect_format(p, sample=row.sample)  # cheap: refuses unreadable/unknown files before any job
         if row.label_column and row.condition != "in_vivo":
             raise input_error("label_column is only used for in vivo (reference) samples.",
                               sample=row.sample, path=sheet,

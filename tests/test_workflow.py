@@ -139,3 +139,13 @@ def test_snakemake_lint_is_clean(repo):
                           cwd=repo, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_unreadable_format_is_refused_at_dag_build(tmp_path):
+    bogus = tmp_path / "counts.xlsx"
+    bogus.write_text("not a matrix")
+    sheet = f"sample\tpath\tspecies\tcondition\tbatch\nesc1\t{bogus}\tmouse\tengineered\tb1\n"
+    proc = _dry_run(tmp_path, sheet)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "esc1" in out and "unknown count-matrix format" in out
