@@ -4,6 +4,8 @@ rule score:
     output:
         scored="results/score/scored.h5ad",
         programme="results/tables/hsc_programme.tsv",
+        coverage="results/tables/signature_coverage.tsv",
+        missing="results/tables/hsc_missing_genes.tsv",
         figure=report(
             "results/figures/scores.png",
             caption="../report/scores.rst",

@@ -1,0 +1,287 @@
+"""Signature scoring: library provenance, real-data lineage separation (paul15), simulator ground truth
+(HSC-likeness, planted missing programme, primitive vs definitive), null calibration, coverage, species."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import yaml
+
+from hscseq import HscseqInputError, datasets, score
+from hscseq._utils import resource_path, write_h5ad
+from hscseq.genes import symbol_table
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count one half)."""
+    y = np.asarray(y, dtype=bool)
+    ranks = pd.Series(s).rank().to_numpy()
+    n1, n0 = y.sum(), (~y).sum()
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _lognorm(adata: ad.AnnData) -> ad.AnnData:
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def paul15_lognorm(paul15):
+    return _lognorm(paul15.copy())
+
+
+@pytest.fixture(scope="module")
+def clustered(demo_small, tmp_path_factory):
+    """A cluster-stage-like object from the simulator: two mouse in vivo donors + engineered precursors."""
+    parts = [demo_small[k].copy() for k in ("invivo_donor1", "invivo_donor2", "engineered_7TF")]
+    adata = ad.concat(parts, join="inner", index_unique=None)
+    adata.obs_names = [f"{s}:{b}" for s, b in zip(adata.obs["sample"], adata.obs_names, strict=True)]
+    adata = _lognorm(adata)
+    in_vivo = (adata.obs["condition"] == "in_vivo").to_numpy()
+    adata.obs["reference_label"] = np.where(in_vivo, adata.obs["true_cell_type"].astype(str), "")
+    adata.obs["leiden"] = "0"
+    adata.uns["hscseq"] = {"merge": {"species": "mouse"}}
+    path = tmp_path_factory.mktemp("score") / "clustered.h5ad"
+    write_h5ad(adata, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stage(clustered):
+    out = clustered.parent
+    files = {
+        "scored": out / "scored.h5ad",
+        "programme": out / "hsc_programme.tsv",
+        "figure": out / "scores.png",
+        "coverage": out / "coverage.tsv",
+        "missing": out / "missing.tsv",
+    }
+    score.run_score(
+        clustered=str(clustered),
+        settings={"n_null": 60, "n_bootstrap": 300},
+        **{k: str(v) for k, v in files.items()},
+    )
+    return {k: v for k, v in files.items()}
+
+
+# ---------------------------------------------------------------------------------------------- library
+
+
+def test_library_has_provenance_and_valid_symbols():
+    data = yaml.safe_load(resource_path("signatures", score.LIBRARY_FILE).read_text())
+    seen = set()
+    for entry in data["signatures"]:
+        key = (entry["name"], entry["species"])
+        assert key not in seen, key
+        seen.add(key)
+        assert " " not in entry["name"]
+        assert entry["description"]
+        assert entry["up"]
+        assert any("doi" in s or "file" in s for s in entry["sources"]), entry["name"]
+        known = set(symbol_table(entry["species"])["gene_symbol"])
+        share = np.mean([g in known for g in entry["up"]])
+        assert share >= 0.9, (entry["name"], share)
+    names = {n for n, _ in seen}
+    for needed in (
+        "hsc_native",
+        "erythroid",
+        "megakaryocyte",
+        "gmp_myeloid",
+        "monocyte",
+        "neutrophil",
+        "b",
+        "t_nk",
+        "dc",
+        "baso_mast_eo",
+        "mpp_lmpp",
+        "hemogenic_endothelium",
+        "primitive",
+        "definitive",
+        "s_phase",
+        "g2m_phase",
+    ):
+        assert needed in names
+    # the native signature of the analysis species is preferred; the other species is translated
+    assert score.load_signatures(species="human")["hsc_native"].species == "human"
+    assert score.load_signatures(species="mouse")["hsc_native"].species == "mouse"
+
+
+def test_user_gmt_and_yaml(tmp_path):
+    gmt = tmp_path / "mine.gmt"
+    gmt.write_text("my_ery\tmy erythroid set\tKLF1\tGATA1\tALAS2\n")
+    yml = tmp_path / "mine.yaml"
+    yml.write_text("erythroid: [Klf1, Gata1]\n")
+    sigs = score.load_signatures([gmt, yml], species="mouse")
+    assert sigs["my_ery"].species == "human"  # guessed from HGNC case
+    assert sigs["erythroid"].up == ("Klf1", "Gata1")  # the user's set replaces the library's
+    bad = tmp_path / "bad.gmt"
+    bad.write_text("only_name\n")
+    with pytest.raises(HscseqInputError, match="fewer than 3"):
+        score.load_signatures([bad])
+
+
+# -------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.parametrize("method", ["aucell", "control"])
+def test_paul15_lineage_scores_separate_published_types(paul15_lognorm, method):
+    adata = paul15_lognorm.copy()
+    sigs = score.load_signatures(species="mouse", names=["erythroid", "gmp_myeloid"])
+    # paul15 ships only 3,451 informative genes (not the transcriptome): accept lower coverage
+    score.score_signatures(
+        adata, sigs, method=method, species="mouse", n_null=30, min_coverage=0.3, random_state=0
+    )
+    ct = adata.obs["cell_type"].astype(str).to_numpy()
+    assert _auroc(ct == "Ery", adata.obs["score_erythroid"].to_numpy()) >= 0.9
+    myeloid = np.isin(ct, ["Mo", "Neu", "GMP"])
+    assert _auroc(myeloid, adata.obs["score_gmp_myeloid"].to_numpy()) >= 0.9
+    # the z-scores against the expression-matched null carry the same information
+    assert _auroc(ct == "Ery", adata.obs["score_erythroid_z"].to_numpy()) >= 0.9
+    # erythroid cells are significant against the null far more often than myeloid cells
+    p = adata.obs["score_erythroid_p"].to_numpy()
+    assert np.mean(p[ct == "Ery"] < 0.05) > 3 * np.mean(p[myeloid] < 0.05)
+
+
+# -------------------------------------------------------------------------------------- simulator
+
+
+def test_stage_outputs_on_simulator(stage):
+    table = pd.read_csv(stage["programme"], sep="\t")
+    assert list(table.columns[: len(score.PROGRAMME_COLUMNS)]) == score.PROGRAMME_COLUMNS
+    assert set(table["sample"]) == {"invivo_donor1", "invivo_donor2", "engineered_7TF"}
+    for row in table.itertuples():
+        assert row.hsc_like_ci_low <= row.hsc_like_fraction <= row.hsc_like_ci_high
+    b = ad.read_h5ad(stage["scored"])
+    obs = b.obs
+    for col in (
+        "hsc_score",
+        "hsc_like",
+        "score_erythroid",
+        "score_gmp_myeloid",
+        "score_hemogenic_endothelium",
+        "score_primitive",
+        "score_definitive",
+        "score_s_phase",
+        "score_erythroid_z",
+        "score_erythroid_p",
+    ):
+        assert col in obs
+    assert obs["hsc_like"].dtype == bool
+    # threshold calibrated on the in vivo HSCs: ~90% of them pass, almost no other in vivo cell does
+    calib = b.uns["hsc_like"]
+    assert calib["reference_hsc_sensitivity"] >= 0.8
+    assert calib["in_vivo_non_hsc_rate"] <= 0.02
+    cov = pd.read_csv(stage["coverage"], sep="\t")
+    assert {"signature", "sample", "coverage", "detected_fraction", "scored"} <= set(cov.columns)
+    assert stage["figure"].stat().st_size > 10_000
+
+
+def test_engineered_hsc_score_between_reference_and_offtarget(stage):
+    obs = ad.read_h5ad(stage["scored"]).obs
+    s = obs["hsc_score"].to_numpy()
+    ref_hsc = ((obs["condition"] == "in_vivo") & (obs["true_cell_type"] == "HSC")).to_numpy()
+    eng_hsc = ((obs["condition"] == "engineered") & (obs["true_cell_type"] == "HSC")).to_numpy()
+    offtarget = obs["is_offtarget"].to_numpy(dtype=bool)
+    assert np.median(s[offtarget]) < np.median(s[eng_hsc]) < np.median(s[ref_hsc])
+    assert (
+        _auroc(np.r_[np.ones(eng_hsc.sum()), np.zeros(offtarget.sum())], np.r_[s[eng_hsc], s[offtarget]])
+        > 0.85
+    )
+    assert (
+        _auroc(np.r_[np.ones(ref_hsc.sum()), np.zeros(eng_hsc.sum())], np.r_[s[ref_hsc], s[eng_hsc]]) > 0.85
+    )
+
+
+def test_planted_missing_genes_top_the_missing_programme(stage, demo_small):
+    planted = set(demo_small["engineered_7TF"].uns["simulation"]["missing_hsc_genes"])
+    table = pd.read_csv(stage["programme"], sep="\t").set_index("sample")
+    missing = table.loc["engineered_7TF", "missing_genes"].split(",")
+    assert set(missing[: len(planted)]) == planted
+    # in vivo donors carry the whole programme; the engineered cells only part of it
+    assert table.loc["invivo_donor1", "hsc_programme_share"] >= 0.9
+    assert table.loc["engineered_7TF", "hsc_programme_share"] < 0.85
+    genes = pd.read_csv(stage["missing"], sep="\t")
+    eng = genes[genes["sample"] == "engineered_7TF"].set_index("gene")
+    assert (eng.loc[list(planted), "expression_ratio"] < 0.3).all()
+
+
+def test_primitive_versus_definitive_call(stage):
+    table = pd.read_csv(stage["programme"], sep="\t").set_index("sample")
+    assert table.loc["invivo_donor1", "primitive_definitive_call"] == "definitive"
+    assert table.loc["invivo_donor2", "primitive_definitive_call"] == "definitive"
+    # the engineered sample holds yolk-sac-like erythroid cells (embryonic globins)
+    assert table.loc["engineered_7TF", "primitive_definitive_call"] in ("primitive", "mixed")
+    obs = ad.read_h5ad(stage["scored"]).obs
+    prim = obs["true_cell_type"] == "primitive_erythroid"
+    assert (obs.loc[prim, "ontogeny"] == "primitive").mean() > 0.5
+    assert (obs.loc[~prim, "ontogeny"] == "primitive").mean() < 0.02
+
+
+# ------------------------------------------------------------------------------ null, coverage, species
+
+
+def test_null_is_calibrated_for_random_sets(toy):
+    adata = _lognorm(toy)
+    rng = np.random.default_rng(1)
+    programme = {g for p in datasets.PROGRAMMES.values() for g in p}
+    background = [g for g in adata.var_names if g not in programme and not g.startswith(("mt-", "Rp"))]
+    random_sets = {f"random{i}": list(rng.choice(background, size=15, replace=False)) for i in range(3)}
+    score.score_signatures(adata, random_sets, method="aucell", n_null=60, species="mouse", random_state=0)
+    for name in random_sets:
+        p = adata.obs[f"score_{name}_p"].to_numpy()
+        assert np.mean(p < 0.05) < 0.12  # no more false positives than the level allows (plus slack)
+
+
+def test_low_coverage_gives_nan_with_warning_and_copy_semantics(toy):
+    adata = _lognorm(toy)
+    sigs = {"mostly_absent": ["Klf1", "Gata1", "NotAGene1", "NotAGene2", "NotAGene3"]}
+    with pytest.warns(UserWarning, match="coverage"):
+        out = score.score_signatures(adata, sigs, species="mouse", n_null=10, min_coverage=0.5, copy=True)
+    assert "score_mostly_absent" not in adata.obs  # copy=True leaves the input alone
+    assert out.obs["score_mostly_absent"].isna().all()
+    row = out.uns["signatures"]["coverage"].set_index("signature").loc["mostly_absent"]
+    assert row["n_measured"] == 2
+    assert not row["scored"]
+    assert out.uns["signatures"]["params"]["min_coverage"] == 0.5
+
+
+def test_cross_species_scoring_and_excluded_genes(toy):
+    adata = _lognorm(toy)
+    to_human = datasets.mouse_to_human_one2one()
+    keep = [g for g in adata.var_names if g in to_human]
+    human = adata[:, keep].copy()
+    human.var_names = [to_human[g] for g in keep]
+    human.var["hscseq_excluded"] = human.var_names == "GATA1"
+    sigs = score.load_signatures(species="human", names=["erythroid"])
+    assert sigs["erythroid"].species == "mouse"
+    score.score_signatures(human, sigs, species="human", n_null=20, random_state=0)
+    ct = human.obs["true_cell_type"].astype(str).to_numpy()
+    keep = ct != "MEP"  # MEPs carry part of the erythroid programme in the simulator
+    assert _auroc(ct[keep] == "erythroid", human.obs["score_erythroid"].to_numpy()[keep]) >= 0.9
+    used = human.uns["signatures"]["genes"]["erythroid"]["up"]
+    assert "KLF1" in used
+    assert "GATA1" not in used
+    cov = human.uns["signatures"]["coverage"].set_index("signature").loc["erythroid"]
+    assert "Hbb-bs (no one-to-one ortholog)" in cov["missing_genes"]
+    assert "Gata1 (excluded" in cov["missing_genes"]
+
+
+def test_raw_counts_in_x_are_rejected(clustered, tmp_path):
+    adata = ad.read_h5ad(clustered)
+    adata.X = adata.layers["counts"].copy()
+    bad = tmp_path / "raw.h5ad"
+    write_h5ad(adata, bad)
+    with pytest.raises(HscseqInputError, match="log-normalised"):
+        score.run_score(
+            clustered=str(bad),
+            scored=str(tmp_path / "s.h5ad"),
+            programme=str(tmp_path / "p.tsv"),
+            figure=str(tmp_path / "f.png"),
+            settings={},
+        )
+    assert not (tmp_path / "s.h5ad").exists()
