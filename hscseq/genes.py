@@ -42,7 +42,7 @@ def one2one_orthologs() -> pd.DataFrame:
     mito = [g for g in mouse if g.startswith("mt-")]
     extra = pd.DataFrame({"mouse_symbol": mito, "human_symbol": ["MT-" + g[3:].upper() for g in mito]})
     table = table[~table["mouse_symbol"].isin(mito)]
-    # newer HGNC names (e.g. PRP4K) -> the names of the 10x reference human data uses (PRPF4B), when unambiguous
+    # newer HGNC names (e.g. PRP4K) -> the 10x reference names (PRPF4B) human data uses, when unambiguous
     aliases = alias_map("human")
     taken = set(table["human_symbol"])
     renamed = [aliases.get(h, h) if aliases.get(h, h) not in taken else h for h in table["human_symbol"]]

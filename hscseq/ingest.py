@@ -49,7 +49,7 @@ FORMATS = ("10x_h5", "10x_mtx", "starsolo", "h5ad", "loom", "csv", "tsv")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GENE_EXPRESSION = "Gene Expression"
 _COUNT_LAYERS = ("counts", "raw_counts", "umi_counts")
-_BLOCK = 1_000_000  # values checked / converted per block
+_BLOCK = 250_000  # values checked / converted per block (bounds temporary memory)
 _READ_ERRORS = (
     OSError,
     EOFError,
@@ -219,6 +219,11 @@ def _decode(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
+def _index_dtype(n: int) -> type:
+    """int32 index arrays while they can hold ``n`` (scipy would otherwise copy them to a common dtype)."""
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+
+
 def _csr_from_csc_parts(data, indices, indptr, n_features: int, n_cells: int, what: str) -> sp.csr_matrix:
     """The Cell Ranger genes x cells CSC arrays *are* a cells x genes CSR matrix: no copy needed."""
     if len(indptr) != n_cells + 1 or indptr[-1] != len(data) or len(indices) != len(data):
@@ -240,8 +245,8 @@ def _read_10x_h5(path: Path) -> _Raw:
         for g in groups:
             n_features, n_cells = (int(x) for x in g["shape"][()])
             data = g["data"].astype(np.float32)[()]
-            indices = g["indices"].astype(np.int32)[()]
-            indptr = g["indptr"].astype(np.int64)[()]
+            indices = g["indices"].astype(_index_dtype(max(len(g["data"]), n_features)))[()]
+            indptr = g["indptr"].astype(_index_dtype(len(g["data"])))[()]
             mats.append(_csr_from_csc_parts(data, indices, indptr, n_features, n_cells, g.name))
             bc = _decode(g["barcodes"][()])
             if barcodes is not None and bc != barcodes:
@@ -301,29 +306,35 @@ def _mtx_header(path: Path) -> tuple[str, int, int, int, int]:
 
 
 def _read_mtx_body(path: Path, n_header: int, n_features: int, n_cells: int, nnz: int) -> sp.csr_matrix:
-    """Read the coordinate entries block by block into cells x features CSR (no dense or COO copy)."""
-    rows = np.empty(nnz, dtype=np.int32)  # feature index
-    cols = np.empty(nnz, dtype=np.int32)  # cell index
+    """Read the coordinate entries block by block into cells x features CSR.
+
+    Entries are written straight into the final index/value arrays; Cell Ranger and STARsolo files are
+    ordered by cell, so the CSR row pointer is a cumulative count (other orders are sorted once).
+    """
+    rows = np.empty(nnz, dtype=np.int32)  # feature index -> CSR column indices
+    cols = np.empty(nnz, dtype=np.int32)  # cell index -> CSR rows
     vals = np.empty(nnz, dtype=np.float32)
-    pos = 0
+    pos, ordered, last = 0, True, -1
     reader = pd.read_csv(
         path,
         sep=r"\s+",
         header=None,
         skiprows=n_header,
-        chunksize=_BLOCK,
-        dtype={0: np.int64, 1: np.int64, 2: np.float64},
+        chunksize=_BLOCK // 5,
+        dtype={0: np.int32, 1: np.int32, 2: np.float64},
         engine="c",
     )
     for chunk in reader:
         n = len(chunk)
-        if pos + n > nnz:
-            msg = f"more entries than the header's {nnz}"
+        if pos + n > nnz or chunk.shape[1] != 3:
+            msg = f"the entries do not match the header ({nnz} entries of 3 fields)"
             raise ValueError(msg)
-        values = chunk.to_numpy()
-        rows[pos : pos + n] = values[:, 0] - 1
-        cols[pos : pos + n] = values[:, 1] - 1
-        vals[pos : pos + n] = values[:, 2]
+        rows[pos : pos + n] = chunk[0].to_numpy() - 1
+        c = chunk[1].to_numpy() - 1
+        cols[pos : pos + n] = c
+        vals[pos : pos + n] = chunk[2].to_numpy()
+        ordered = ordered and n > 0 and c[0] >= last and bool(np.all(c[1:] >= c[:-1]))
+        last = int(c[-1]) if n else last
         pos += n
     if pos != nnz:
         msg = f"the header announces {nnz} entries but the file holds {pos} (truncated?)"
@@ -331,10 +342,9 @@ def _read_mtx_body(path: Path, n_header: int, n_features: int, n_cells: int, nnz
     if nnz and (rows.min() < 0 or rows.max() >= n_features or cols.min() < 0 or cols.max() >= n_cells):
         msg = "entry indices outside the matrix dimensions"
         raise ValueError(msg)
-    order = None if np.all(np.diff(cols) >= 0) else np.argsort(cols, kind="stable")
-    if order is not None:
-        rows, cols, vals = rows[order], cols[order], vals[order]
-    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    if not ordered:
+        return sp.coo_matrix((vals, (cols, rows)), shape=(n_cells, n_features)).tocsr()
+    indptr = np.zeros(n_cells + 1, dtype=_index_dtype(nnz))
     np.cumsum(np.bincount(cols, minlength=n_cells), out=indptr[1:])
     del cols
     X = sp.csr_matrix((vals, rows, indptr), shape=(n_cells, n_features))
