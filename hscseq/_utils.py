@@ -19,8 +19,9 @@ class HscseqInputError(ValueError):
     """Bad input: the message names the sample, the file, what is wrong and what to do."""
 
 
-def input_error(what: str, *, sample: str | None = None, path: str | os.PathLike | None = None,
-                fix: str | None = None) -> HscseqInputError:
+def input_error(
+    what: str, *, sample: str | None = None, path: str | os.PathLike | None = None, fix: str | None = None
+) -> HscseqInputError:
     """Build an :class:`HscseqInputError` with a uniform message layout."""
     parts = []
     if sample is not None:

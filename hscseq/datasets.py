@@ -43,9 +43,32 @@ logger = logging.getLogger(__name__)
 #: HemaScopeR lineage lists), Wilson et al. 2015 MolO genes (hscScore), Paul et al. 2015 cluster markers,
 #: Calvanese et al. 2022 (HSC, hemogenic endothelium) and classic marker genes of each lineage.
 PROGRAMMES: dict[str, tuple[str, ...]] = {
-    "HSC": ("Procr", "Hlf", "Mecom", "Mllt3", "Hoxb5", "Slamf1", "Fgd5", "Ly6a", "Vwf", "Meis1", "Gata2",
-            "Ctnnal1", "Esam", "Sult1a1", "Cldn10", "Ramp2", "Cdkn1c", "Sox18", "Mpl", "Bmi1", "Hoxa9",
-            "Spink2", "Pdzk1ip1", "Txnip"),
+    "HSC": (
+        "Procr",
+        "Hlf",
+        "Mecom",
+        "Mllt3",
+        "Hoxb5",
+        "Slamf1",
+        "Fgd5",
+        "Ly6a",
+        "Vwf",
+        "Meis1",
+        "Gata2",
+        "Ctnnal1",
+        "Esam",
+        "Sult1a1",
+        "Cldn10",
+        "Ramp2",
+        "Cdkn1c",
+        "Sox18",
+        "Mpl",
+        "Bmi1",
+        "Hoxa9",
+        "Spink2",
+        "Pdzk1ip1",
+        "Txnip",
+    ),
     "MPP": ("Cd34", "Kit", "Flt3", "Mki67", "Calr", "Cdk6", "Hopx", "Ifitm1"),
     "LMPP": ("Dntt", "Satb1", "Il7r", "Flt3", "Cd7", "Blnk", "Lsp1"),
     "GMP": ("Mpo", "Elane", "Ctsg", "Prtn3", "Ms4a3", "Cebpa", "Cebpe", "Ms4a6c", "Fcgr3"),
@@ -56,10 +79,31 @@ PROGRAMMES: dict[str, tuple[str, ...]] = {
     "neutrophil": ("Ltf", "Camp", "Ngp", "S100a8", "S100a9", "Lcn2", "Chil3", "Mmp8", "Cxcr2"),
     "B": ("Cd79a", "Cd79b", "Cd19", "Ebf1", "Pax5", "Vpreb3", "Ms4a1", "Igll1", "Blk"),
     "T_NK": ("Cd3e", "Cd3g", "Nkg7", "Gzma", "Klrd1", "Ccl5", "Il2rb", "Cd3d", "Lck"),
-    "hemogenic_endothelium": ("Cdh5", "Pecam1", "Kdr", "Sox17", "Tie1", "Emcn", "Gja5", "Sox7", "Flt1",
-                              "Egfl7", "Cd93", "Eng"),
-    "primitive_erythroid": ("Hbb-y", "Hba-x", "Hbb-bh1", "Gata1", "Klf1", "Alas2", "Gypa", "Lin28b",
-                            "Igf2bp1"),
+    "hemogenic_endothelium": (
+        "Cdh5",
+        "Pecam1",
+        "Kdr",
+        "Sox17",
+        "Tie1",
+        "Emcn",
+        "Gja5",
+        "Sox7",
+        "Flt1",
+        "Egfl7",
+        "Cd93",
+        "Eng",
+    ),
+    "primitive_erythroid": (
+        "Hbb-y",
+        "Hba-x",
+        "Hbb-bh1",
+        "Gata1",
+        "Klf1",
+        "Alas2",
+        "Gypa",
+        "Lin28b",
+        "Igf2bp1",
+    ),
 }
 
 #: Cell types as weighted mixtures of programmes (the hierarchy shares programmes with its neighbours).
@@ -84,13 +128,26 @@ OFFTARGET_TYPES = ("hemogenic_endothelium", "primitive_erythroid")
 
 #: In vivo bone-marrow composition used for reference donors (fractions sum to 1).
 REFERENCE_COMPOSITION: dict[str, float] = {
-    "HSC": 0.07, "MPP": 0.08, "LMPP": 0.07, "GMP": 0.10, "MEP": 0.08, "MkP": 0.05, "erythroid": 0.16,
-    "monocyte": 0.12, "neutrophil": 0.14, "B": 0.08, "T_NK": 0.05,
+    "HSC": 0.07,
+    "MPP": 0.08,
+    "LMPP": 0.07,
+    "GMP": 0.10,
+    "MEP": 0.08,
+    "MkP": 0.05,
+    "erythroid": 0.16,
+    "monocyte": 0.12,
+    "neutrophil": 0.14,
+    "B": 0.08,
+    "T_NK": 0.05,
 }
 
 #: Engineered precursors: HSC-like (incomplete programme), some progenitors, and off-target states.
 ENGINEERED_COMPOSITION: dict[str, float] = {
-    "HSC": 0.40, "MPP": 0.12, "GMP": 0.08, "hemogenic_endothelium": 0.22, "primitive_erythroid": 0.18,
+    "HSC": 0.40,
+    "MPP": 0.12,
+    "GMP": 0.08,
+    "hemogenic_endothelium": 0.22,
+    "primitive_erythroid": 0.18,
 }
 
 #: HSC genes switched off in engineered HSC-like cells (the "missing programme" planted in the demo).
@@ -98,15 +155,44 @@ DEFAULT_MISSING_HSC_GENES: tuple[str, ...] = ("Hlf", "Mecom", "Procr", "Fgd5", "
 
 #: Organoid output per timepoint: myeloid-skewed, no lymphoid output, erythroid fading with time.
 ORGANOID_COMPOSITIONS: dict[str, dict[str, float]] = {
-    "week2": {"HSC": 0.06, "MPP": 0.14, "GMP": 0.16, "MEP": 0.08, "MkP": 0.04, "erythroid": 0.16,
-              "monocyte": 0.22, "neutrophil": 0.14},
-    "week4": {"HSC": 0.03, "MPP": 0.07, "GMP": 0.12, "MEP": 0.05, "MkP": 0.03, "erythroid": 0.08,
-              "monocyte": 0.36, "neutrophil": 0.26},
+    "week2": {
+        "HSC": 0.06,
+        "MPP": 0.14,
+        "GMP": 0.16,
+        "MEP": 0.08,
+        "MkP": 0.04,
+        "erythroid": 0.16,
+        "monocyte": 0.22,
+        "neutrophil": 0.14,
+    },
+    "week4": {
+        "HSC": 0.03,
+        "MPP": 0.07,
+        "GMP": 0.12,
+        "MEP": 0.05,
+        "MkP": 0.03,
+        "erythroid": 0.08,
+        "monocyte": 0.36,
+        "neutrophil": 0.26,
+    },
 }
 
 _CYCLING_SHARE = {"HSC": 0.1, "hemogenic_endothelium": 0.15}  # others: 0.45 of cells in S or G2M
-_MITO_GENES = ("mt-Nd1", "mt-Nd2", "mt-Co1", "mt-Co2", "mt-Atp8", "mt-Atp6", "mt-Co3", "mt-Nd3",
-               "mt-Nd4l", "mt-Nd4", "mt-Nd5", "mt-Nd6", "mt-Cytb")
+_MITO_GENES = (
+    "mt-Nd1",
+    "mt-Nd2",
+    "mt-Co1",
+    "mt-Co2",
+    "mt-Atp8",
+    "mt-Atp6",
+    "mt-Co3",
+    "mt-Nd3",
+    "mt-Nd4l",
+    "mt-Nd4",
+    "mt-Nd5",
+    "mt-Nd6",
+    "mt-Cytb",
+)
 
 
 @dataclass(frozen=True)
@@ -171,8 +257,11 @@ def gene_universe(n_genes: int, *, seed: int = 0) -> list[str]:
     if len(genes) > n_genes:
         msg = f"n_genes must be at least {len(genes)} (programme, cell-cycle, mito and ribosomal genes)"
         raise ValueError(msg)
-    pool = sorted(g for g in dict.fromkeys(mouse) if g in one2one and g not in set(genes)
-                  and not g.startswith(("Gm", "mt-")) and not g.endswith("Rik"))
+    pool = sorted(
+        g
+        for g in dict.fromkeys(mouse)
+        if g in one2one and g not in set(genes) and not g.startswith(("Gm", "mt-")) and not g.endswith("Rik")
+    )
     rng = np.random.default_rng(seed)
     background = rng.choice(pool, size=n_genes - len(genes), replace=False)
     return genes + sorted(background.tolist())
@@ -217,8 +306,9 @@ def _build_model(genes: list[str], seed: int) -> _Model:
     return _Model(genes, base, theta, lfc, s_idx, g2m_idx, mito_idx)
 
 
-def _type_logmeans(model: _Model, cell_type: str, spec: SampleSpec, perturbation_lfc: np.ndarray
-                   ) -> np.ndarray:
+def _type_logmeans(
+    model: _Model, cell_type: str, spec: SampleSpec, perturbation_lfc: np.ndarray
+) -> np.ndarray:
     """Log expression of one cell type in one sample (before batch, cycle and library size)."""
     index = {g: i for i, g in enumerate(model.genes)}
     weights = CELL_TYPES[cell_type]
@@ -287,7 +377,7 @@ def _simulate_sample(model: _Model, spec: SampleSpec, batch_lfc: np.ndarray, rng
     # doublets: sum of two cells of different types replaces the first
     is_doublet = np.zeros(n, dtype=bool)
     partner_type = np.full(n, "", dtype=object)
-    n_doublets = int(round(spec.doublet_rate * n))
+    n_doublets = round(spec.doublet_rate * n)
     if n_doublets and len(types) > 1:
         candidates = np.flatnonzero(~low_quality)
         first = rng.choice(candidates, size=n_doublets, replace=False)
@@ -354,8 +444,9 @@ def _annotate_genes(adata: ad.AnnData, species: str) -> ad.AnnData:
     return adata
 
 
-def simulate(specs: Sequence[SampleSpec], *, n_genes: int = 2000, batch_effect: float = 0.35,
-             seed: int = 0) -> dict[str, ad.AnnData]:
+def simulate(
+    specs: Sequence[SampleSpec], *, n_genes: int = 2000, batch_effect: float = 0.35, seed: int = 0
+) -> dict[str, ad.AnnData]:
     """Simulate samples with ground truth.
 
     Parameters
@@ -400,28 +491,55 @@ def simulate(specs: Sequence[SampleSpec], *, n_genes: int = 2000, batch_effect: 
 def reference_specs(n_cells: int = 1500, *, n_donors: int = 2, species: str = "mouse") -> list[SampleSpec]:
     """In vivo bone-marrow donors, one batch each."""
     return [
-        SampleSpec(sample=f"invivo_donor{i + 1}", condition="in_vivo", n_cells=n_cells,
-                   composition=REFERENCE_COMPOSITION, batch=f"donor{i + 1}", donor=f"donor{i + 1}",
-                   species=species)
+        SampleSpec(
+            sample=f"invivo_donor{i + 1}",
+            condition="in_vivo",
+            n_cells=n_cells,
+            composition=REFERENCE_COMPOSITION,
+            batch=f"donor{i + 1}",
+            donor=f"donor{i + 1}",
+            species=species,
+        )
         for i in range(n_donors)
     ]
 
 
-def engineered_spec(n_cells: int = 1200, *, species: str = "mouse", sample: str = "engineered_7TF",
-                    missing_hsc_genes: Sequence[str] = DEFAULT_MISSING_HSC_GENES,
-                    hsc_programme_strength: float = 0.8, perturbation: float = 0.0) -> SampleSpec:
+def engineered_spec(
+    n_cells: int = 1200,
+    *,
+    species: str = "mouse",
+    sample: str = "engineered_7TF",
+    missing_hsc_genes: Sequence[str] = DEFAULT_MISSING_HSC_GENES,
+    hsc_programme_strength: float = 0.8,
+    perturbation: float = 0.0,
+) -> SampleSpec:
     """ESC-derived HSC precursors with an incomplete HSC programme and off-target states."""
-    return SampleSpec(sample=sample, condition="engineered", n_cells=n_cells,
-                      composition=ENGINEERED_COMPOSITION, batch=sample, species=species,
-                      missing_hsc_genes=tuple(missing_hsc_genes),
-                      hsc_programme_strength=hsc_programme_strength, perturbation=perturbation)
+    return SampleSpec(
+        sample=sample,
+        condition="engineered",
+        n_cells=n_cells,
+        composition=ENGINEERED_COMPOSITION,
+        batch=sample,
+        species=species,
+        missing_hsc_genes=tuple(missing_hsc_genes),
+        hsc_programme_strength=hsc_programme_strength,
+        perturbation=perturbation,
+    )
 
 
 def organoid_specs(n_cells: int = 900, *, species: str = "human") -> list[SampleSpec]:
     """Bone-marrow organoid output at each timepoint of :data:`ORGANOID_COMPOSITIONS`."""
     return [
-        SampleSpec(sample=f"organoid_{tp}", condition="organoid", n_cells=n_cells, composition=comp,
-                   batch=f"organoid_{tp}", timepoint=tp, species=species, perturbation=0.15)
+        SampleSpec(
+            sample=f"organoid_{tp}",
+            condition="organoid",
+            n_cells=n_cells,
+            composition=comp,
+            batch=f"organoid_{tp}",
+            timepoint=tp,
+            species=species,
+            perturbation=0.15,
+        )
         for tp, comp in ORGANOID_COMPOSITIONS.items()
     ]
 
@@ -431,8 +549,9 @@ def demo(*, scale: float = 1.0, seed: int = 0) -> dict[str, ad.AnnData]:
 
     ``scale`` multiplies every sample's cell number (tests use small scales).
     """
+
     def n(x: int) -> int:
-        return max(60, int(round(x * scale)))
+        return max(60, round(x * scale))
 
     specs = [*reference_specs(n(1500)), engineered_spec(n(1200)), *organoid_specs(n(900))]
     return simulate(specs, seed=seed)
@@ -456,8 +575,9 @@ def write_10x_h5(adata: ad.AnnData, path: str | Path, *, genome: str = "mm10") -
         g = f.create_group("matrix")
         g.create_dataset("barcodes", data=np.array(adata.obs_names, dtype="S"))
         g.create_dataset("data", data=matrix.data, compression="gzip", compression_opts=4)
-        g.create_dataset("indices", data=matrix.indices.astype(np.int64), compression="gzip",
-                         compression_opts=4)
+        g.create_dataset(
+            "indices", data=matrix.indices.astype(np.int64), compression="gzip", compression_opts=4
+        )
         g.create_dataset("indptr", data=matrix.indptr.astype(np.int64))
         g.create_dataset("shape", data=np.array(matrix.shape, dtype=np.int32))
         feat = g.create_group("features")
@@ -477,18 +597,28 @@ def _gene_ids(adata: ad.AnnData) -> list[str]:
 def write_10x_mtx(adata: ad.AnnData, directory: str | Path, *, version: int = 3) -> None:
     """Write raw counts as a Cell Ranger MTX directory (v3: gzipped, ``features.tsv.gz``; v2: plain)."""
     matrix = sp.coo_matrix(adata.X.T)
-    header = f"%%MatrixMarket matrix coordinate integer general\n%\n{matrix.shape[0]} {matrix.shape[1]} {matrix.nnz}\n"
+    header = (
+        "%%MatrixMarket matrix coordinate integer general\n%\n"
+        f"{matrix.shape[0]} {matrix.shape[1]} {matrix.nnz}\n"
+    )
     order = np.lexsort((matrix.row, matrix.col))
-    lines = np.char.add(np.char.add(np.char.add((matrix.row[order] + 1).astype(str), " "),
-                                    np.char.add((matrix.col[order] + 1).astype(str), " ")),
-                        matrix.data[order].astype(np.int64).astype(str))
+    lines = np.char.add(
+        np.char.add(
+            np.char.add((matrix.row[order] + 1).astype(str), " "),
+            np.char.add((matrix.col[order] + 1).astype(str), " "),
+        ),
+        matrix.data[order].astype(np.int64).astype(str),
+    )
     mtx = (header + "\n".join(lines.tolist()) + "\n").encode()
     barcodes = ("\n".join(adata.obs_names) + "\n").encode()
     ids = _gene_ids(adata)
     if version == 3:
         features = "".join(f"{i}\t{s}\tGene Expression\n" for i, s in zip(ids, adata.var_names, strict=True))
-        files = {"matrix.mtx.gz": _gzip_bytes(mtx), "barcodes.tsv.gz": _gzip_bytes(barcodes),
-                 "features.tsv.gz": _gzip_bytes(features.encode())}
+        files = {
+            "matrix.mtx.gz": _gzip_bytes(mtx),
+            "barcodes.tsv.gz": _gzip_bytes(barcodes),
+            "features.tsv.gz": _gzip_bytes(features.encode()),
+        }
     else:
         genes = "".join(f"{i}\t{s}\n" for i, s in zip(ids, adata.var_names, strict=True))
         files = {"matrix.mtx": mtx, "barcodes.tsv": barcodes, "genes.tsv": genes.encode()}
@@ -511,8 +641,9 @@ def _strip_truth(adata: ad.AnnData, keep: Sequence[str] = ()) -> ad.AnnData:
     return out
 
 
-def write_h5ad_sample(adata: ad.AnnData, path: str | Path, *, counts_in: str = "X",
-                      keep_obs: Sequence[str] = ()) -> None:
+def write_h5ad_sample(
+    adata: ad.AnnData, path: str | Path, *, counts_in: str = "X", keep_obs: Sequence[str] = ()
+) -> None:
     """Write an h5ad as a lab would: counts in X, or in ``layers["counts"]`` with log-normalised X."""
     out = _strip_truth(adata, keep_obs)
     if counts_in == "layers":
@@ -562,10 +693,18 @@ def write_demo(directory: str | Path, *, scale: float = 1.0, seed: int = 0) -> p
         else:
             write_dense_table(adata, target)
         obs = adata.obs
-        rows.append({"sample": name, "path": str(target), "species": obs["species"].iloc[0],
-                     "condition": obs["condition"].iloc[0], "batch": obs["batch"].iloc[0],
-                     "timepoint": obs["timepoint"].iloc[0], "donor": obs["donor"].iloc[0],
-                     "label_column": label_column})
+        rows.append(
+            {
+                "sample": name,
+                "path": str(target),
+                "species": obs["species"].iloc[0],
+                "condition": obs["condition"].iloc[0],
+                "batch": obs["batch"].iloc[0],
+                "timepoint": obs["timepoint"].iloc[0],
+                "donor": obs["donor"].iloc[0],
+                "label_column": label_column,
+            }
+        )
         t = obs[["sample", "true_cell_type", "true_phase", "is_doublet", "is_low_quality", "is_offtarget"]]
         truth.append(t.rename_axis("barcode").reset_index())
     truth_df = pd.concat(truth, ignore_index=True)
@@ -578,8 +717,11 @@ def write_demo(directory: str | Path, *, scale: float = 1.0, seed: int = 0) -> p
 def sha256sums(directory: str | Path) -> dict[str, str]:
     """sha256 of every file below ``directory`` (relative path -> hex digest)."""
     directory = Path(directory)
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -595,8 +737,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sheet = write_demo(args.directory, scale=args.scale, seed=args.seed)
     if args.sheet:
         # paths in a sample sheet are relative to the sheet's own directory
-        sheet["path"] = [os.path.relpath(Path(x).resolve(), Path(args.sheet).resolve().parent)
-                         for x in sheet["path"]]
+        sheet["path"] = [
+            os.path.relpath(Path(x).resolve(), Path(args.sheet).resolve().parent) for x in sheet["path"]
+        ]
         with atomic_path(args.sheet) as tmp:
             sheet.to_csv(tmp, sep="\t", index=False)
     for name, digest in sha256sums(args.directory).items():

@@ -35,24 +35,9 @@ def analysis_species(adatas: Sequence[ad.AnnData]) -> str:
     return str(counts.idxmax())
 
 
-def _to_species(adata: ad.AnnData, target: str) -> ad.AnnData:
-    source = str(adata.obs["species"].iloc[0])
-    if source == target:
-        return adata
-    converted = genes.convert_symbols(adata.var_names, source, target)
-    keep = np.array([c is not None for c in converted])
-    out = adata[:, keep].copy()
-    out.var["source_symbol"] = out.var_names.to_numpy()
-    out.var_names = pd.Index([c for c in converted if c is not None])
-    out = out[:, ~out.var_names.duplicated()].copy()
-    sample = adata.obs["sample"].iloc[0]
-    logger.info("sample %s: %s -> %s through one-to-one orthologs: %d of %d genes kept", sample, source,
-                target, out.n_vars, adata.n_vars)
-    return out
-
-
-def merge_samples(adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500,
-                  species: str | None = None) -> ad.AnnData:
+def merge_samples(
+    adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500, species: str | None = None
+) -> ad.AnnData:
     """Concatenate samples on their shared genes in one species.
 
     Parameters
@@ -74,12 +59,14 @@ def merge_samples(adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500,
         msg = "merge_samples needs at least one sample"
         raise ValueError(msg)
     species = species or analysis_species(adatas)
-    converted = [_to_species(a, species) for a in adatas]
+    converted = [genes.to_species(a, species) for a in adatas]
     shared = set(converted[0].var_names)
     for a in converted[1:]:
         shared &= set(a.var_names)
-    overlap = {str(a.obs["sample"].iloc[0]): len(shared) / max(orig.n_vars, 1)
-               for a, orig in zip(converted, adatas, strict=True)}
+    overlap = {
+        str(a.obs["sample"].iloc[0]): len(shared) / max(orig.n_vars, 1)
+        for a, orig in zip(converted, adatas, strict=True)
+    }
     if len(shared) < min_shared_genes:
         worst = min(converted, key=lambda a: len(set(a.var_names)))
         sample = str(worst.obs["sample"].iloc[0])
@@ -88,7 +75,7 @@ def merge_samples(adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500,
             f"sample {sample!r} has the fewest ({worst.n_vars}).",
             sample=sample,
             fix="check the species column of the sample sheet and that every sample uses gene symbols or "
-                "Ensembl IDs of a whole transcriptome; lower merge.min_shared_genes only if you are sure.",
+            "Ensembl IDs of a whole transcriptome; lower merge.min_shared_genes only if you are sure.",
         )
     order = [g for g in converted[0].var_names if g in shared]
     parts = []
@@ -105,21 +92,33 @@ def merge_samples(adatas: Sequence[ad.AnnData], *, min_shared_genes: int = 500,
         part.obs["reference_label"] = part.obs["reference_label"].astype(object)
         parts.append(part)
     merged = ad.concat(parts, join="inner", merge=None, uns_merge=None)
-    var = converted[0].var.loc[order]
-    merged.var = pd.DataFrame({"gene_symbol": order,
-                               "gene_id": var["gene_id"].to_numpy() if "gene_id" in var else ""},
-                              index=pd.Index(order))
+    gene_id = converted[0].var["gene_id"] if "gene_id" in converted[0].var else pd.Series("", index=order)
+    merged.var = pd.DataFrame(
+        {"gene_symbol": order, "gene_id": gene_id.loc[order].to_numpy()}, index=pd.Index(order)
+    )
     for col in OBS_COLUMNS:
         if col in merged.obs:
             merged.obs[col] = merged.obs[col].astype(str).replace("nan", "").astype("category")
     if "reference_label" in merged.obs:
         labels = merged.obs["reference_label"].astype(object)
-        merged.obs["reference_label"] = labels.where(labels.notna() & (labels != ""), np.nan).astype("category")
-    merged.uns["hscseq"] = {"merge": {"species": species, "n_shared_genes": len(shared),
-                                      "gene_overlap": overlap,
-                                      "params": {"min_shared_genes": min_shared_genes, "species": species}}}
-    logger.info("merged %d samples: %d cells x %d shared genes (%s)", len(adatas), merged.n_obs, merged.n_vars,
-                species)
+        merged.obs["reference_label"] = labels.where(labels.notna() & (labels != ""), np.nan).astype(
+            "category"
+        )
+    merged.uns["hscseq"] = {
+        "merge": {
+            "species": species,
+            "n_shared_genes": len(shared),
+            "gene_overlap": overlap,
+            "params": {"min_shared_genes": min_shared_genes, "species": species},
+        }
+    }
+    logger.info(
+        "merged %d samples: %d cells x %d shared genes (%s)",
+        len(adatas),
+        merged.n_obs,
+        merged.n_vars,
+        species,
+    )
     return merged
 
 

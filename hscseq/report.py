@@ -42,8 +42,9 @@ def _table_html(df: pd.DataFrame, *, max_rows: int = 200) -> str:
     if df.empty:
         return '<p class="note">(empty table)</p>'
     shown = df.head(max_rows)
-    body = shown.to_html(index=False, float_format=lambda x: f"{x:.3g}", na_rep="", border=0,
-                         classes="data", escape=True)
+    body = shown.to_html(
+        index=False, float_format=lambda x: f"{x:.3g}", na_rep="", border=0, classes="data", escape=True
+    )
     if len(df) > max_rows:
         body += f'<p class="note">First {max_rows} of {len(df)} rows; the full table is in the results.</p>'
     return body
@@ -56,8 +57,9 @@ def _read_table(path: str | os.PathLike) -> pd.DataFrame:
 def _figure_html(path: str | os.PathLike, caption: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     alt = html.escape(caption)
-    return (f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{alt}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"><figcaption>{alt}</figcaption></figure>'
+    )
 
 
 def _caption(path: str | os.PathLike) -> str:
@@ -79,22 +81,40 @@ def _warnings_from(tables: Mapping[str, pd.DataFrame]) -> list[str]:
 
 
 SECTION_TABLES = {
-    "scorecard": ("Fidelity scorecard", "One row per engineered or organoid sample. See README, 'How to read "
-                  "the scorecard', for the meaning of every column and the fidelity index formula."),
-    "fidelity_controls": ("Controls", "A held-out in vivo donor scored as a query should come out close to 1; "
-                          "a known off-target population close to 0."),
-    "composition": ("Composition versus in vivo", "Fraction of each cell type per sample against the in vivo "
-                    "reference, with log2 fold change and bootstrap 95% CI."),
+    "scorecard": (
+        "Fidelity scorecard",
+        "One row per engineered or organoid sample. See README, 'How to read "
+        "the scorecard', for the meaning of every column and the fidelity index formula.",
+    ),
+    "fidelity_controls": (
+        "Controls",
+        "A held-out in vivo donor scored as a query should come out close to 1; "
+        "a known off-target population close to 0.",
+    ),
+    "composition": (
+        "Composition versus in vivo",
+        "Fraction of each cell type per sample against the in vivo "
+        "reference, with log2 fold change and bootstrap 95% CI.",
+    ),
     "timecourse": ("Time course", "Composition and fidelity of organoid samples over time."),
-    "hsc_programme": ("Native HSC programme", "Per sample: share of HSC-like cells (bootstrap 95% CI), share "
-                      "of the native HSC programme established in them, the genes missing, and the "
-                      "primitive versus definitive call."),
-    "de": ("Differences explained", "Pseudobulk differential expression per matched cell type, engineered or "
-           "organoid versus in vivo."),
-    "qc_summary": ("Quality control", "Per sample: cells in, removed by each criterion, doublets, cells out, "
-                   "and the thresholds used."),
-    "integration_metrics": ("Integration quality", "scib-metrics on the in vivo cells: batch mixing and "
-                            "conservation of the reference labels."),
+    "hsc_programme": (
+        "Native HSC programme",
+        "Per sample: share of HSC-like cells (bootstrap 95% CI), share "
+        "of the native HSC programme established in them, the genes missing, and the "
+        "primitive versus definitive call.",
+    ),
+    "de": (
+        "Differences explained",
+        "Pseudobulk differential expression per matched cell type, engineered or organoid versus in vivo.",
+    ),
+    "qc_summary": (
+        "Quality control",
+        "Per sample: cells in, removed by each criterion, doublets, cells out, and the thresholds used.",
+    ),
+    "integration_metrics": (
+        "Integration quality",
+        "scib-metrics on the in vivo cells: batch mixing and conservation of the reference labels.",
+    ),
     "markers": ("Cluster markers", "Top marker genes per Leiden cluster (Wilcoxon)."),
 }
 
@@ -149,24 +169,35 @@ def write_report(
                 out.append(_figure_html(path, _caption(path)))
         return f'<div class="grid">{"".join(out)}</div>' if out else ""
 
-    figure_groups = {"scorecard": ["fidelity"], "composition": ["composition"], "timecourse": ["timecourse"],
-                     "hsc_programme": ["scores", "hsc", "signature"], "integration_metrics": ["umap", "integr"],
-                     "markers": ["markers", "dotplot"], "de": ["de"]}
+    figure_groups = {
+        "scorecard": ["fidelity"],
+        "composition": ["composition"],
+        "timecourse": ["timecourse"],
+        "hsc_programme": ["scores", "hsc", "signature"],
+        "integration_metrics": ["umap", "integr"],
+        "markers": ["markers", "dotplot"],
+        "de": ["de"],
+    }
     for name, (heading, note) in SECTION_TABLES.items():
         if name not in loaded:
             continue
         body = f'<p class="note">{html.escape(note)}</p>' + _table_html(loaded[name])
         body += figures_for(figure_groups.get(name, []))
         if name == "qc_summary" and qc_figures:
-            body += '<div class="grid">' + "".join(_figure_html(p, _caption(p)) for p in qc_figures) + "</div>"
+            body += (
+                '<div class="grid">' + "".join(_figure_html(p, _caption(p)) for p in qc_figures) + "</div>"
+            )
         section(name, heading, body)
     for name, df in loaded.items():
         if name not in SECTION_TABLES:
             section(name, name.replace("_", " ").capitalize(), _table_html(df))
     rest = [f for n, f in figures_by_name.items() if n not in placed]
     if rest:
-        section("figures", "More figures",
-                '<div class="grid">' + "".join(_figure_html(p, _caption(p)) for p in rest) + "</div>")
+        section(
+            "figures",
+            "More figures",
+            '<div class="grid">' + "".join(_figure_html(p, _caption(p)) for p in rest) + "</div>",
+        )
     if samples:
         cols = ["sample", "condition", "species", "batch", "timepoint", "donor", "format", "path"]
         df = pd.DataFrame(list(samples))
@@ -175,7 +206,7 @@ def write_report(
 
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>hscseq {hscseq.__version__} &middot; {stamp} &middot; "
         f"{len(samples)} samples</p></header><nav>{''.join(nav)}</nav><main>{''.join(parts)}</main>"
@@ -215,7 +246,16 @@ def run_report(
     **tables: str,
 ) -> None:
     """Workflow entry: every other named input is a TSV table shown under its name."""
-    tables = {name: path for name, path in tables.items() if str(path).endswith((".tsv", ".tsv.gz"))
-              and name not in ("cells",)}
-    write_report(html, tables=tables, figures=list(figures), qc_figures=list(qc_figures), samples=samples,
-                 title=settings.get("title", "hscseq fidelity report"))
+    tables = {
+        name: path
+        for name, path in tables.items()
+        if str(path).endswith((".tsv", ".tsv.gz")) and name not in ("cells",)
+    }
+    write_report(
+        html,
+        tables=tables,
+        figures=list(figures),
+        qc_figures=list(qc_figures),
+        samples=samples,
+        title=settings.get("title", "hscseq fidelity report"),
+    )

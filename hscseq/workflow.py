@@ -22,8 +22,9 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, handlers=handlers, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.captureWarnings(True)
 
 
@@ -81,18 +82,27 @@ def load_samples(sheet: str | os.PathLike):
 
     sheet = Path(sheet)
     if not sheet.is_file():
-        raise input_error("the sample sheet does not exist.", path=sheet,
-                          fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').")
+        raise input_error(
+            "the sample sheet does not exist.",
+            path=sheet,
+            fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').",
+        )
     df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment=None)
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in SHEET_COLUMNS if c not in df.columns]
     if missing:
-        raise input_error(f"the sample sheet lacks the column(s) {missing}.", path=sheet,
-                          fix=f"give the columns {list(SHEET_COLUMNS)} (optional: {list(OPTIONAL_COLUMNS)}).")
+        raise input_error(
+            f"the sample sheet lacks the column(s) {missing}.",
+            path=sheet,
+            fix=f"give the columns {list(SHEET_COLUMNS)} (optional: {list(OPTIONAL_COLUMNS)}).",
+        )
     unknown = [c for c in df.columns if c not in SHEET_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
-        raise input_error(f"unknown column(s) {unknown} in the sample sheet.", path=sheet,
-                          fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.")
+        raise input_error(
+            f"unknown column(s) {unknown} in the sample sheet.",
+            path=sheet,
+            fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.",
+        )
     for col in OPTIONAL_COLUMNS:
         if col not in df.columns:
             df[col] = ""
@@ -101,26 +111,39 @@ def load_samples(sheet: str | os.PathLike):
         raise input_error("the sample sheet has no rows.", path=sheet, fix="add one row per sample.")
     dup = df["sample"][df["sample"].duplicated()].unique().tolist()
     if dup:
-        raise input_error(f"sample name(s) {dup} appear more than once in the sample sheet.", path=sheet,
-                          fix="give every sample a unique name.")
+        raise input_error(
+            f"sample name(s) {dup} appear more than once in the sample sheet.",
+            path=sheet,
+            fix="give every sample a unique name.",
+        )
     for row in df.itertuples():
         p = Path(row.path)
         if not p.is_absolute():
             p = sheet.parent / p
         if not p.exists():
-            raise input_error("the count matrix does not exist.", sample=row.sample, path=p,
-                              fix="correct the 'path' column (relative paths are relative to the sample "
-                                  f"sheet {str(sheet)!r}).")
+            raise input_error(
+                "the count matrix does not exist.",
+                sample=row.sample,
+                path=p,
+                fix="correct the 'path' column (relative paths are relative to the sample "
+                f"sheet {str(sheet)!r}).",
+            )
         df.loc[row.Index, "path"] = str(p.resolve())
         if row.format in ("", "auto"):
             detect_format(p, sample=row.sample)  # cheap: refuses unreadable/unknown files before any job
         if row.label_column and row.condition != "in_vivo":
-            raise input_error("label_column is only used for in vivo (reference) samples.",
-                              sample=row.sample, path=sheet,
-                              fix="leave label_column empty for engineered/organoid samples.")
+            raise input_error(
+                "label_column is only used for in vivo (reference) samples.",
+                sample=row.sample,
+                path=sheet,
+                fix="leave label_column empty for engineered/organoid samples.",
+            )
     ref_species = df.loc[df["condition"] == "in_vivo", "species"].unique()
     if len(ref_species) > 1:
-        raise input_error(f"in vivo samples mix species {sorted(ref_species)}.", path=sheet,
-                          fix="use one species for the in vivo reference samples; query samples of the other "
-                              "species are mapped through one-to-one orthologs.")
+        raise input_error(
+            f"in vivo samples mix species {sorted(ref_species)}.",
+            path=sheet,
+            fix="use one species for the in vivo reference samples; query samples of the other "
+            "species are mapped through one-to-one orthologs.",
+        )
     return df.set_index("sample", drop=False)

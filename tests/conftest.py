@@ -57,9 +57,22 @@ class WorkflowRun:
 
 def snakemake_command(workdir: Path, sheet: Path, *extra: str) -> list[str]:
     """The argv that runs the whole DAG in ``workdir`` with the test overlay config."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-            str(workdir), "--cores", "2", "--configfile", str(DATA / "workflow_config.yaml"), "--config",
-            f"samples={sheet}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--configfile",
+        str(DATA / "workflow_config.yaml"),
+        "--config",
+        f"samples={sheet}",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +92,8 @@ def workflow_run(tmp_path_factory) -> WorkflowRun:
     command = snakemake_command(workdir, sheet)
     proc = subprocess.run(command, cwd=base, capture_output=True, text=True, timeout=1500, check=False)
     if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log"))
+        )
         pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-6000:]}\n{logs}")
     return WorkflowRun(directory=workdir, command=command, sheet=sheet, data=data)

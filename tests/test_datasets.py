@@ -53,8 +53,11 @@ def test_scenario_shapes(demo_small):
 def test_programmes_mark_their_cell_types(demo_small):
     ref = demo_small["invivo_donor1"]
     norm = ref.X.multiply(1e4 / ref.X.sum(axis=1)).tocsr()
-    for cell_type, genes in [("HSC", ["Hlf", "Procr", "Mecom"]), ("erythroid", ["Hbb-bs", "Alas2"]),
-                             ("neutrophil", ["Ltf", "Camp"])]:
+    for cell_type, genes in [
+        ("HSC", ["Hlf", "Procr", "Mecom"]),
+        ("erythroid", ["Hbb-bs", "Alas2"]),
+        ("neutrophil", ["Ltf", "Camp"]),
+    ]:
         idx = [ref.var_names.get_loc(g) for g in genes]
         expr = np.asarray(norm[:, idx].mean(axis=1)).ravel()
         is_type = (ref.obs["true_cell_type"] == cell_type).to_numpy() & ~ref.obs["is_doublet"].to_numpy()
@@ -99,8 +102,14 @@ def test_large_simulation_stays_sparse_and_fast(n_cells):
     import time
 
     start = time.perf_counter()
-    spec = datasets.SampleSpec(sample="big", condition="in_vivo", n_cells=n_cells,
-                               composition=datasets.REFERENCE_COMPOSITION, batch="b", doublet_rate=0.0)
+    spec = datasets.SampleSpec(
+        sample="big",
+        condition="in_vivo",
+        n_cells=n_cells,
+        composition=datasets.REFERENCE_COMPOSITION,
+        batch="b",
+        doublet_rate=0.0,
+    )
     adata = datasets.simulate([spec], n_genes=2000)["big"]
     assert adata.n_obs == n_cells and sp.issparse(adata.X)
     assert time.perf_counter() - start < 120

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
 
-from hscseq.report import write_report  # noqa: E402
+from hscseq.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -30,12 +30,25 @@ def _png(path: Path, title: str) -> Path:
 @pytest.fixture
 def report_inputs(tmp_path):
     samples = [
-        {"sample": "engineered_A", "condition": "engineered", "species": "mouse", "batch": "b1", "path": "/x"},
+        {
+            "sample": "engineered_A",
+            "condition": "engineered",
+            "species": "mouse",
+            "batch": "b1",
+            "path": "/x",
+        },
         {"sample": "organoid_w2", "condition": "organoid", "species": "human", "batch": "b2", "path": "/y"},
     ]
-    scorecard = pd.DataFrame({"sample": ["engineered_A", "organoid_w2"], "fidelity_index": [0.41, 0.77],
-                              "warning": ["condition and batch are confounded", ""]})
-    qc = pd.DataFrame({"sample": ["engineered_A", "organoid_w2"], "cells_in": [100, 120], "cells_out": [90, 110]})
+    scorecard = pd.DataFrame(
+        {
+            "sample": ["engineered_A", "organoid_w2"],
+            "fidelity_index": [0.41, 0.77],
+            "warning": ["condition and batch are confounded", ""],
+        }
+    )
+    qc = pd.DataFrame(
+        {"sample": ["engineered_A", "organoid_w2"], "cells_in": [100, 120], "cells_out": [90, 110]}
+    )
     tables = {}
     for name, df in {"scorecard": scorecard, "qc_summary": qc}.items():
         tables[name] = tmp_path / f"{name}.tsv"
@@ -67,8 +80,10 @@ def test_report_failure_leaves_no_half_written_file(tmp_path, report_inputs):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="headless Chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="headless Chromium/chromedriver not installed (apt-get install chromium chromium-driver)",
+)
 def test_report_renders_in_headless_chromium(tmp_path, report_inputs):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -79,9 +94,19 @@ def test_report_renders_in_headless_chromium(tmp_path, report_inputs):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:

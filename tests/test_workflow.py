@@ -19,8 +19,18 @@ CONTRACT = [
     "results/tables/scorecard.tsv",
     "results/tables/composition.tsv",
 ]
-CELL_COLUMNS = ["cell_id", "sample", "condition", "batch", "timepoint", "leiden", "predicted_label",
-                "label_confidence", "novel", "hsc_score"]
+CELL_COLUMNS = [
+    "cell_id",
+    "sample",
+    "condition",
+    "batch",
+    "timepoint",
+    "leiden",
+    "predicted_label",
+    "label_confidence",
+    "novel",
+    "hsc_score",
+]
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +139,21 @@ def test_load_samples_resolves_paths_relative_to_the_sheet(tmp_path, repo):
     for path in df["path"]:
         assert path.startswith("/") and (repo / "resources" / "demo").as_posix() in path
     dup = tmp_path / "dup.tsv"
-    dup.write_text("sample\tpath\tspecies\tcondition\tbatch\na\t/x\tmouse\tin_vivo\tb\na\t/y\tmouse\tin_vivo\tb\n")
+    dup.write_text(
+        "sample\tpath\tspecies\tcondition\tbatch\na\t/x\tmouse\tin_vivo\tb\na\t/y\tmouse\tin_vivo\tb\n"
+    )
     with pytest.raises(HscseqInputError, match="more than once"):
         load_samples(dup)
 
 
 def test_snakemake_lint_is_clean(repo):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
-                          cwd=repo, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
