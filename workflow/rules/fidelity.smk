@@ -1,11 +1,15 @@
 rule fidelity:
     input:
         scored="results/score/scored.h5ad",
+        programme="results/tables/hsc_programme.tsv",
     output:
         final="results/anndata/integrated.h5ad",
         cells="results/tables/cells.tsv.gz",
         scorecard="results/tables/scorecard.tsv",
         composition="results/tables/composition.tsv",
+        de="results/tables/de.tsv",
+        controls="results/tables/fidelity_controls.tsv",
+        timecourse="results/tables/timecourse.tsv",
         figure=report(
             "results/figures/fidelity.png",
             caption="../report/fidelity.rst",
