@@ -9,6 +9,11 @@ rule cluster:
             caption="../report/umap.rst",
             category="Integration and clustering",
         ),
+        dotplot=report(
+            "results/figures/markers_dotplot.png",
+            caption="../report/markers_dotplot.rst",
+            category="Integration and clustering",
+        ),
     params:
         settings=stage_settings("cluster"),
     log:

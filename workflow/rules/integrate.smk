@@ -4,6 +4,11 @@ rule integrate:
     output:
         integrated="results/integrate/integrated.h5ad",
         model=directory("results/integrate/model"),
+        metrics=report(
+            "results/tables/integration_metrics.tsv",
+            caption="../report/integration_metrics.rst",
+            category="Integration and clustering",
+        ),
     params:
         settings=stage_settings("integrate"),
     log:
