@@ -1,7 +1,7 @@
-"""Clustering: neighbours on the integrated latent, UMAP, Leiden at several resolutions, marker genes, figures.
+"""Clustering: neighbours on the integrated latent, UMAP, Leiden at several resolutions, markers, figures.
 
-Stage ``cluster`` of the pipeline (``results/integrate/integrated.h5ad`` -> ``results/cluster/clustered.h5ad``,
-``results/tables/markers.tsv``, ``results/figures/umap.png``, ``results/figures/markers_dotplot.png``).
+Stage ``cluster``: ``results/integrate/integrated.h5ad`` -> ``results/cluster/clustered.h5ad``,
+``results/tables/markers.tsv``, ``results/figures/umap.png``, ``results/figures/markers_dotplot.png``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,18 @@ def resolution_key(key: str, resolution: float) -> str:
     return f"{key}_r{float(resolution):g}"
 
 
-def cluster(adata: ad.AnnData, *, use_rep: str = "X_integrated", n_neighbors: int = 15,
-            resolutions: Sequence[float] = (0.5, 1.0, 1.5), resolution: float = 1.0, seed: int = 0,
-            umap: bool = True, key_added: str = "leiden", copy: bool = False) -> ad.AnnData | None:
+def cluster(
+    adata: ad.AnnData,
+    *,
+    use_rep: str = "X_integrated",
+    n_neighbors: int = 15,
+    resolutions: Sequence[float] = (0.5, 1.0, 1.5),
+    resolution: float = 1.0,
+    seed: int = 0,
+    umap: bool = True,
+    key_added: str = "leiden",
+    copy: bool = False,
+) -> ad.AnnData | None:
     """kNN graph on a latent space, UMAP, and Leiden clusters at several resolutions.
 
     Parameters
@@ -61,8 +70,10 @@ def cluster(adata: ad.AnnData, *, use_rep: str = "X_integrated", n_neighbors: in
     if use_rep not in adata.obsm:
         raise input_error(f"obsm[{use_rep!r}] is missing.", fix="run the integrate stage first.")
     if adata.n_obs <= n_neighbors:
-        raise input_error(f"{adata.n_obs} cells are too few for {n_neighbors} neighbours.",
-                          fix="lower cluster.n_neighbors or add cells.")
+        raise input_error(
+            f"{adata.n_obs} cells are too few for {n_neighbors} neighbours.",
+            fix="lower cluster.n_neighbors or add cells.",
+        )
     adata = adata.copy() if copy else adata
     resolutions = sorted({float(r) for r in resolutions} | {float(resolution)})
     sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=seed)
@@ -71,22 +82,41 @@ def cluster(adata: ad.AnnData, *, use_rep: str = "X_integrated", n_neighbors: in
     n_clusters = {}
     for res in resolutions:
         col = resolution_key(key_added, res)
-        sc.tl.leiden(adata, resolution=res, flavor="igraph", n_iterations=2, directed=False,
-                     random_state=seed, key_added=col)
+        sc.tl.leiden(
+            adata,
+            resolution=res,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+            random_state=seed,
+            key_added=col,
+        )
         adata.uns.pop(col, None)
         n_clusters[f"{res:g}"] = int(adata.obs[col].nunique())
         logger.info("Leiden resolution %g: %d clusters", res, n_clusters[f"{res:g}"])
     adata.obs[key_added] = adata.obs[resolution_key(key_added, resolution)].copy()
     adata.uns[key_added] = {
-        "params": {"use_rep": use_rep, "n_neighbors": int(n_neighbors), "resolutions": resolutions,
-                   "resolution": float(resolution), "seed": int(seed), "flavor": "igraph"},
+        "params": {
+            "use_rep": use_rep,
+            "n_neighbors": int(n_neighbors),
+            "resolutions": resolutions,
+            "resolution": float(resolution),
+            "seed": int(seed),
+            "flavor": "igraph",
+        },
         "n_clusters": n_clusters,
     }
     return adata if copy else None
 
 
-def marker_genes(adata: ad.AnnData, *, groupby: str = "leiden", layer: str | None = None,
-                 key_added: str = "rank_genes_groups", copy: bool = False) -> ad.AnnData | None:
+def marker_genes(
+    adata: ad.AnnData,
+    *,
+    groupby: str = "leiden",
+    layer: str | None = None,
+    key_added: str = "rank_genes_groups",
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Wilcoxon rank-sum marker genes of each group against all other cells, on log-normalised expression.
 
     Parameters
@@ -118,16 +148,32 @@ def marker_genes(adata: ad.AnnData, *, groupby: str = "leiden", layer: str | Non
         logger.warning("fewer than two groups with >= 2 cells in %r: no marker genes", groupby)
         adata.uns[key_added] = {"params": {"groupby": groupby, "method": "wilcoxon", "groups": []}}
         return adata if copy else None
-    sc.tl.rank_genes_groups(adata, groupby, groups=[str(g) for g in use], reference="rest",
-                            method="wilcoxon", use_raw=False, layer=layer, pts=True, tie_correct=True,
-                            key_added=key_added)
+    sc.tl.rank_genes_groups(
+        adata,
+        groupby,
+        groups=[str(g) for g in use],
+        reference="rest",
+        method="wilcoxon",
+        use_raw=False,
+        layer=layer,
+        pts=True,
+        tie_correct=True,
+        key_added=key_added,
+    )
     adata.uns[key_added]["params"] = {**adata.uns[key_added]["params"], "groups": [str(g) for g in use]}
     return adata if copy else None
 
 
-def markers_table(adata: ad.AnnData, *, key: str = "rank_genes_groups", min_logfc: float = 1.0,
-                  max_pval_adj: float = 0.05, min_in_group_fraction: float = 0.25,
-                  max_out_group_fraction: float = 0.5, n_genes: int = 50) -> pd.DataFrame:
+def markers_table(
+    adata: ad.AnnData,
+    *,
+    key: str = "rank_genes_groups",
+    min_logfc: float = 1.0,
+    max_pval_adj: float = 0.05,
+    min_in_group_fraction: float = 0.25,
+    max_out_group_fraction: float = 0.5,
+    n_genes: int = 50,
+) -> pd.DataFrame:
     """Filtered marker genes per cluster from :func:`marker_genes`.
 
     A marker is kept when log2 fold change >= ``min_logfc``, adjusted p <= ``max_pval_adj``, expressed in
@@ -137,24 +183,50 @@ def markers_table(adata: ad.AnnData, *, key: str = "rank_genes_groups", min_logf
     """
     import scanpy as sc
 
-    columns = ["cluster", "rank", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in", "pct_out",
-               "excluded"]
+    columns = [
+        "cluster",
+        "rank",
+        "gene",
+        "score",
+        "logfoldchange",
+        "pval",
+        "pval_adj",
+        "pct_in",
+        "pct_out",
+        "excluded",
+    ]
     res = adata.uns.get(key, {})
     if "names" not in res:
         return pd.DataFrame(columns=columns)
     df = sc.get.rank_genes_groups_df(adata, group=None, key=key)
     if "group" not in df:
         df.insert(0, "group", res["names"].dtype.names[0])
-    df = df.rename(columns={"group": "cluster", "names": "gene", "scores": "score",
-                            "logfoldchanges": "logfoldchange", "pvals": "pval", "pvals_adj": "pval_adj",
-                            "pct_nz_group": "pct_in", "pct_nz_reference": "pct_out"})
-    keep = ((df["logfoldchange"] >= min_logfc) & (df["pval_adj"] <= max_pval_adj)
-            & (df["pct_in"] >= min_in_group_fraction) & (df["pct_out"] <= max_out_group_fraction))
+    df = df.rename(
+        columns={
+            "group": "cluster",
+            "names": "gene",
+            "scores": "score",
+            "logfoldchanges": "logfoldchange",
+            "pvals": "pval",
+            "pvals_adj": "pval_adj",
+            "pct_nz_group": "pct_in",
+            "pct_nz_reference": "pct_out",
+        }
+    )
+    keep = (
+        (df["logfoldchange"] >= min_logfc)
+        & (df["pval_adj"] <= max_pval_adj)
+        & (df["pct_in"] >= min_in_group_fraction)
+        & (df["pct_out"] <= max_out_group_fraction)
+    )
     df = df[keep].sort_values(["cluster", "score"], ascending=[True, False], kind="stable")
     df = df.groupby("cluster", observed=True, sort=False).head(n_genes).copy()
     df["rank"] = df.groupby("cluster", observed=True).cumcount() + 1
-    excluded = adata.var["hscseq_excluded"] if "hscseq_excluded" in adata.var else pd.Series(
-        False, index=adata.var_names)
+    excluded = (
+        adata.var["hscseq_excluded"]
+        if "hscseq_excluded" in adata.var
+        else pd.Series(False, index=adata.var_names)
+    )
     df["excluded"] = excluded.reindex(df["gene"]).fillna(False).astype(bool).to_numpy()
     order = sorted(df["cluster"].astype(str).unique(), key=lambda c: (int(c) if c.isdigit() else 10**9, c))
     df["cluster"] = pd.Categorical(df["cluster"].astype(str), categories=order)
@@ -165,8 +237,9 @@ def markers_table(adata: ad.AnnData, *, key: str = "rank_genes_groups", min_logf
 # figures
 
 
-def umap_figure(adata: ad.AnnData, *, colors: Sequence[str] = ("leiden", "sample", "condition",
-                                                                  "reference_label")):
+def umap_figure(
+    adata: ad.AnnData, *, colors: Sequence[str] = ("leiden", "sample", "condition", "reference_label")
+):
     """Figure of the UMAP coloured by each of ``colors`` present in obs (one panel each)."""
     import matplotlib
 
@@ -188,8 +261,17 @@ def umap_figure(adata: ad.AnnData, *, colors: Sequence[str] = ("leiden", "sample
     for c in present:
         if f"{c}_colors" in adata.uns:
             show.uns[f"{c}_colors"] = adata.uns[f"{c}_colors"]
-    fig = sc.pl.umap(show, color=present, ncols=2, wspace=0.45, show=False, return_fig=True,
-                     legend_fontsize=7, frameon=False, na_color="#d9d9d9")
+    fig = sc.pl.umap(
+        show,
+        color=present,
+        ncols=2,
+        wspace=0.45,
+        show=False,
+        return_fig=True,
+        legend_fontsize=7,
+        frameon=False,
+        na_color="#d9d9d9",
+    )
     return fig
 
 
@@ -212,8 +294,15 @@ def dotplot_figure(adata: ad.AnnData, markers: pd.DataFrame, *, groupby: str = "
             var_names[str(cl)] = genes
     if not var_names:
         return None
-    return sc.pl.dotplot(adata, var_names=var_names, groupby=groupby, standard_scale="var", use_raw=False,
-                         show=False, return_fig=True)
+    return sc.pl.dotplot(
+        adata,
+        var_names=var_names,
+        groupby=groupby,
+        standard_scale="var",
+        use_raw=False,
+        show=False,
+        return_fig=True,
+    )
 
 
 def _save_png(obj, path: str | os.PathLike) -> None:
@@ -238,8 +327,9 @@ def _save_png(obj, path: str | os.PathLike) -> None:
 # stage file function
 
 
-def run_cluster(*, integrated: str, clustered: str, markers: str, umap: str, dotplot: str,
-                settings: dict) -> None:
+def run_cluster(
+    *, integrated: str, clustered: str, markers: str, umap: str, dotplot: str, settings: dict
+) -> None:
     """Stage ``cluster``: neighbours, UMAP, Leiden, markers; write h5ad, markers TSV, UMAP and dot plot.
 
     ``settings`` is the ``cluster`` config section (resolutions, resolution, n_neighbors, seed and the marker
@@ -248,17 +338,28 @@ def run_cluster(*, integrated: str, clustered: str, markers: str, umap: str, dot
     """
     adata = ad.read_h5ad(integrated)
     if "X_integrated" not in adata.obsm:
-        raise input_error("obsm['X_integrated'] is missing.", path=integrated,
-                          fix="regenerate the file with the integrate stage.")
-    cluster(adata, use_rep="X_integrated", n_neighbors=int(settings.get("n_neighbors", 15)),
-            resolutions=settings.get("resolutions") or (0.5, 1.0, 1.5),
-            resolution=float(settings.get("resolution", 1.0)), seed=int(settings.get("seed", 0)))
+        raise input_error(
+            "obsm['X_integrated'] is missing.",
+            path=integrated,
+            fix="regenerate the file with the integrate stage.",
+        )
+    cluster(
+        adata,
+        use_rep="X_integrated",
+        n_neighbors=int(settings.get("n_neighbors", 15)),
+        resolutions=settings.get("resolutions") or (0.5, 1.0, 1.5),
+        resolution=float(settings.get("resolution", 1.0)),
+        seed=int(settings.get("seed", 0)),
+    )
     marker_genes(adata, groupby="leiden")
-    table = markers_table(adata, min_logfc=float(settings.get("min_logfc", 1.0)),
-                          max_pval_adj=float(settings.get("max_pval_adj", 0.05)),
-                          min_in_group_fraction=float(settings.get("min_in_group_fraction", 0.25)),
-                          max_out_group_fraction=float(settings.get("max_out_group_fraction", 0.5)),
-                          n_genes=int(settings.get("n_markers", 50)))
+    table = markers_table(
+        adata,
+        min_logfc=float(settings.get("min_logfc", 1.0)),
+        max_pval_adj=float(settings.get("max_pval_adj", 0.05)),
+        min_in_group_fraction=float(settings.get("min_in_group_fraction", 0.25)),
+        max_out_group_fraction=float(settings.get("max_out_group_fraction", 0.5)),
+        n_genes=int(settings.get("n_markers", 50)),
+    )
     logger.info("%d marker genes over %d clusters", len(table), table["cluster"].nunique())
     write_table(table, markers, index=False)
     _save_png(umap_figure(adata), umap)

@@ -75,14 +75,18 @@ _UNLABELLED = "Unknown"
 def _check_counts(x, *, what: str, path: str | None = None) -> None:
     """Raise when ``x`` does not look like raw counts (checks a sample of the stored values)."""
     data = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    sample = data[: 200_000]
+    sample = data[:200_000]
     if sample.size and (np.any(sample < 0) or not np.allclose(sample, np.round(sample))):
-        raise input_error(f"{what} does not hold raw counts (negative or non-integer values).", path=path,
-                          fix="give the merged raw UMI counts in X (the merge stage writes them there).")
+        raise input_error(
+            f"{what} does not hold raw counts (negative or non-integer values).",
+            path=path,
+            fix="give the merged raw UMI counts in X (the merge stage writes them there).",
+        )
 
 
-def normalize(adata: ad.AnnData, *, target_sum: float = 1e4, counts_layer: str = "counts",
-              copy: bool = False) -> ad.AnnData | None:
+def normalize(
+    adata: ad.AnnData, *, target_sum: float = 1e4, counts_layer: str = "counts", copy: bool = False
+) -> ad.AnnData | None:
     """Keep raw counts in a layer and log-normalise X.
 
     Parameters
@@ -112,8 +116,9 @@ def normalize(adata: ad.AnnData, *, target_sum: float = 1e4, counts_layer: str =
     sc.pp.normalize_total(adata, target_sum=target_sum)
     sc.pp.log1p(adata)
     adata.uns.pop("log1p", None)
-    adata.uns["normalize"] = {"params": {"target_sum": float(target_sum), "counts_layer": counts_layer,
-                                         "log1p": True}}
+    adata.uns["normalize"] = {
+        "params": {"target_sum": float(target_sum), "counts_layer": counts_layer, "log1p": True}
+    }
     return adata if copy else None
 
 
@@ -139,16 +144,25 @@ def excluded_mask(adata: ad.AnnData, exclude_genes: Sequence[str]) -> tuple[np.n
 
 def cell_cycle_genes() -> list[str]:
     """Cell-cycle genes (Tirosh et al. 2016; human list and its mouse version shipped in resources)."""
-    human = pd.read_csv(resource_path("genesets", "regev_lab_cell_cycle_genes.txt"), header=None,
-                        comment="#")[0]
-    mouse = pd.read_csv(resource_path("genesets", "cell_cycle_mouse_hemascoper.tsv"), sep="\t",
-                        comment="#")["Gene"]
+    human = pd.read_csv(
+        resource_path("genesets", "regev_lab_cell_cycle_genes.txt"), header=None, comment="#"
+    )[0]
+    mouse = pd.read_csv(resource_path("genesets", "cell_cycle_mouse_hemascoper.tsv"), sep="\t", comment="#")[
+        "Gene"
+    ]
     return sorted({*human.astype(str), *mouse.astype(str)})
 
 
-def select_features(adata: ad.AnnData, *, n_top_genes: int = 2000, batch_key: str | None = "batch",
-                    exclude_genes: Sequence[str] = (), exclude_cell_cycle: bool = True,
-                    layer: str = "counts", copy: bool = False) -> ad.AnnData | None:
+def select_features(
+    adata: ad.AnnData,
+    *,
+    n_top_genes: int = 2000,
+    batch_key: str | None = "batch",
+    exclude_genes: Sequence[str] = (),
+    exclude_cell_cycle: bool = True,
+    layer: str = "counts",
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Batch-aware ``seurat_v3`` highly variable genes on counts, minus an exclusion list.
 
     Parameters
@@ -182,8 +196,10 @@ def select_features(adata: ad.AnnData, *, n_top_genes: int = 2000, batch_key: st
 
     adata = adata.copy() if copy else adata
     if layer not in adata.layers:
-        raise input_error(f"layers[{layer!r}] with raw counts is missing.",
-                          fix="call hscseq.integrate.normalize first (it keeps the counts in a layer).")
+        raise input_error(
+            f"layers[{layer!r}] with raw counts is missing.",
+            fix="call hscseq.integrate.normalize first (it keeps the counts in a layer).",
+        )
     excluded, missing = excluded_mask(adata, exclude_genes)
     if missing:
         logger.warning("exclude_genes not found among the measured genes: %s", ", ".join(missing))
@@ -193,8 +209,11 @@ def select_features(adata: ad.AnnData, *, n_top_genes: int = 2000, batch_key: st
     n_keep = int(min(n_top_genes, candidates.sum()))
     use_batch = batch_key if batch_key and adata.obs[batch_key].nunique() > 1 else None
     sub = adata[:, candidates]
-    sub = ad.AnnData(X=sub.layers[layer], obs=adata.obs[[use_batch]] if use_batch else None,
-                     var=pd.DataFrame(index=sub.var_names))
+    sub = ad.AnnData(
+        X=sub.layers[layer],
+        obs=adata.obs[[use_batch]] if use_batch else None,
+        var=pd.DataFrame(index=sub.var_names),
+    )
     if use_batch:
         # seurat_v3 fits a loess per batch; batches of very few cells make it fail, so they are pooled
         sizes = sub.obs[use_batch].value_counts()
@@ -203,20 +222,31 @@ def select_features(adata: ad.AnnData, *, n_top_genes: int = 2000, batch_key: st
             logger.info("batches with < 50 cells pooled for HVG selection: %s", ", ".join(map(str, small)))
             col = sub.obs[use_batch].astype(str)
             sub.obs[use_batch] = col.where(~col.isin(set(map(str, small))), "_small_batches_")
-    hvg = sc.pp.highly_variable_genes(sub, flavor="seurat_v3", n_top_genes=n_keep, batch_key=use_batch,
-                                      inplace=False)
+    hvg = sc.pp.highly_variable_genes(
+        sub, flavor="seurat_v3", n_top_genes=n_keep, batch_key=use_batch, inplace=False
+    )
     hvg.index = sub.var_names
     adata.var["highly_variable"] = False
     adata.var.loc[hvg.index, "highly_variable"] = hvg["highly_variable"].to_numpy()
     adata.var["highly_variable_rank"] = np.nan
     adata.var.loc[hvg.index, "highly_variable_rank"] = hvg["highly_variable_rank"].to_numpy()
-    adata.uns["hvg"] = {"params": {"flavor": "seurat_v3", "n_top_genes": n_keep, "batch_key": use_batch or "",
-                                   "layer": layer, "exclude_genes": list(map(str, exclude_genes)),
-                                   "n_excluded": int(excluded.sum()),
-                                   "exclude_cell_cycle": bool(exclude_cell_cycle),
-                                   "n_cell_cycle_removed": int(cycling.sum())}}
-    logger.info("%d highly variable genes (%d excluded genes removed)", int(adata.var["highly_variable"].sum()),
-                int(excluded.sum()))
+    adata.uns["hvg"] = {
+        "params": {
+            "flavor": "seurat_v3",
+            "n_top_genes": n_keep,
+            "batch_key": use_batch or "",
+            "layer": layer,
+            "exclude_genes": list(map(str, exclude_genes)),
+            "n_excluded": int(excluded.sum()),
+            "exclude_cell_cycle": bool(exclude_cell_cycle),
+            "n_cell_cycle_removed": int(cycling.sum()),
+        }
+    }
+    logger.info(
+        "%d highly variable genes (%d excluded genes removed)",
+        int(adata.var["highly_variable"].sum()),
+        int(excluded.sum()),
+    )
     return adata if copy else None
 
 
@@ -238,12 +268,18 @@ def pca(x, *, n_comps: int = 50, seed: int = 0) -> np.ndarray:
 
 
 def harmony(pcs: np.ndarray, batch: np.ndarray, *, seed: int = 0, max_iter: int = 20) -> np.ndarray:
-    """Harmony-corrected PCs (cells x PCs) from ``harmonypy.run_harmony``; ``batch`` gives one label per cell."""
+    """Harmony-corrected PCs (cells x PCs) from ``harmonypy.run_harmony``; ``batch``: one label per cell."""
     import harmonypy
 
     meta = pd.DataFrame({"batch": pd.Categorical(np.asarray(batch).astype(str))})
-    ho = harmonypy.run_harmony(np.asarray(pcs, dtype=np.float64), meta, ["batch"], random_state=seed,
-                               max_iter_harmony=max_iter, verbose=False)
+    ho = harmonypy.run_harmony(
+        np.asarray(pcs, dtype=np.float64),
+        meta,
+        ["batch"],
+        random_state=seed,
+        max_iter_harmony=max_iter,
+        verbose=False,
+    )
     z = np.asarray(ho.Z_corr)
     # harmonypy 2.x returns cells x PCs; 0.0.x returned PCs x cells
     if z.shape != pcs.shape:
@@ -263,9 +299,19 @@ def _set_seed(seed: int, threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def train_scvi(adata: ad.AnnData, *, batch_key: str = "batch", layer: str = "counts", n_latent: int = 20,
-               gene_likelihood: str = "nb", max_epochs: int | None = None, early_stopping: bool = True,
-               seed: int = 0, accelerator: str = "auto", threads: int | None = None):
+def train_scvi(
+    adata: ad.AnnData,
+    *,
+    batch_key: str = "batch",
+    layer: str = "counts",
+    n_latent: int = 20,
+    gene_likelihood: str = "nb",
+    max_epochs: int | None = None,
+    early_stopping: bool = True,
+    seed: int = 0,
+    accelerator: str = "auto",
+    threads: int | None = None,
+):
     """Train scVI on the counts of ``adata`` (already subset to features); return ``(model, latent)``.
 
     ``latent`` is a cells x ``n_latent`` array; nothing is written to ``adata`` apart from scvi-tools'
@@ -280,25 +326,39 @@ def train_scvi(adata: ad.AnnData, *, batch_key: str = "batch", layer: str = "cou
     scvi.model.SCVI.setup_anndata(adata, layer=layer, batch_key=batch_key)
     model = scvi.model.SCVI(adata, n_latent=n_latent, gene_likelihood=gene_likelihood)
     logger.info("training scVI: %d cells, %d genes, up to %d epochs", adata.n_obs, adata.n_vars, epochs)
-    model.train(max_epochs=epochs, early_stopping=early_stopping, accelerator=accelerator,
-                enable_progress_bar=False, plan_kwargs={"n_epochs_kl_warmup": min(400, epochs)})
+    model.train(
+        max_epochs=epochs,
+        early_stopping=early_stopping,
+        accelerator=accelerator,
+        enable_progress_bar=False,
+        plan_kwargs={"n_epochs_kl_warmup": min(400, epochs)},
+    )
     return model, np.asarray(model.get_latent_representation(), dtype=np.float32)
 
 
-def train_scanvi(scvi_model, *, labels_key: str, unlabeled_category: str = _UNLABELLED,
-                 max_epochs: int | None = None, seed: int = 0, accelerator: str = "auto",
-                 threads: int | None = None):
+def train_scanvi(
+    scvi_model,
+    *,
+    labels_key: str,
+    unlabeled_category: str = _UNLABELLED,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    accelerator: str = "auto",
+    threads: int | None = None,
+):
     """Fine-tune a trained scVI model into scANVI; return ``(model, latent, predictions)``."""
     import scvi
 
     _set_seed(seed, threads)
-    model = scvi.model.SCANVI.from_scvi_model(scvi_model, unlabeled_category=unlabeled_category,
-                                              labels_key=labels_key)
+    model = scvi.model.SCANVI.from_scvi_model(
+        scvi_model, unlabeled_category=unlabeled_category, labels_key=labels_key
+    )
     scvi_epochs = scvi_model.history["elbo_train"].shape[0]
     epochs = int(min(20, max(2, round(scvi_epochs / 3)))) if max_epochs is None else int(max_epochs)
     logger.info("training scANVI: %d epochs", epochs)
-    model.train(max_epochs=epochs, accelerator=accelerator, n_samples_per_label=100,
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=epochs, accelerator=accelerator, n_samples_per_label=100, enable_progress_bar=False
+    )
     latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
     return model, latent, np.asarray(model.predict())
 
@@ -316,13 +376,25 @@ def _labels(adata: ad.AnnData, labels_key: str) -> pd.Series:
     return lab.where(~lab.isin(["", "nan", "NaN", "None"]), _UNLABELLED)
 
 
-def integrate(adata: ad.AnnData, *, method: str = "scvi", batch_key: str = "batch",
-              labels_key: str = "reference_label", n_latent: int = 20, gene_likelihood: str = "nb",
-              n_pcs: int = 50,
-              max_epochs: int | None = None, early_stopping: bool = True, layer: str = "counts",
-              seed: int = 0, accelerator: str = "auto", threads: int | None = None,
-              model_dir: str | os.PathLike | None = None, key_added: str = "integrated",
-              copy: bool = False) -> ad.AnnData | None:
+def integrate(
+    adata: ad.AnnData,
+    *,
+    method: str = "scvi",
+    batch_key: str = "batch",
+    labels_key: str = "reference_label",
+    n_latent: int = 20,
+    gene_likelihood: str = "nb",
+    n_pcs: int = 50,
+    max_epochs: int | None = None,
+    early_stopping: bool = True,
+    layer: str = "counts",
+    seed: int = 0,
+    accelerator: str = "auto",
+    threads: int | None = None,
+    model_dir: str | os.PathLike | None = None,
+    key_added: str = "integrated",
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Batch-corrected latent space of the highly variable genes.
 
     Parameters
@@ -376,45 +448,80 @@ def integrate(adata: ad.AnnData, *, method: str = "scvi", batch_key: str = "batc
     if method not in METHODS:
         raise input_error(f"unknown integration method {method!r}.", fix=f"use one of {list(METHODS)}.")
     if batch_key not in adata.obs:
-        raise input_error(f"obs has no batch column {batch_key!r}.",
-                          fix="the merge stage writes obs['batch'] from the sample sheet's 'batch' column.")
+        raise input_error(
+            f"obs has no batch column {batch_key!r}.",
+            fix="the merge stage writes obs['batch'] from the sample sheet's 'batch' column.",
+        )
     if "highly_variable" not in adata.var:
-        raise input_error("var['highly_variable'] is missing.",
-                          fix="call hscseq.integrate.select_features first.")
+        raise input_error(
+            "var['highly_variable'] is missing.", fix="call hscseq.integrate.select_features first."
+        )
     labels = _labels(adata, labels_key)
     if method == "scanvi" and (labels != _UNLABELLED).sum() == 0:
-        raise input_error(f"method 'scanvi' needs reference labels in obs[{labels_key!r}], but no cell has one.",
-                          fix="set label_column for the in vivo samples in the sample sheet, or use "
-                              "integrate.method: scvi.")
+        raise input_error(
+            f"method 'scanvi' needs reference labels in obs[{labels_key!r}], but no cell has one.",
+            fix="set label_column for the in vivo samples in the sample sheet, or use "
+            "integrate.method: scvi.",
+        )
     adata = adata.copy() if copy else adata
     hvg = adata.var["highly_variable"].to_numpy(dtype=bool)
-    params: dict[str, Any] = {"method": method, "batch_key": batch_key, "n_features": int(hvg.sum()),
-                              "seed": int(seed)}
+    params: dict[str, Any] = {
+        "method": method,
+        "batch_key": batch_key,
+        "n_features": int(hvg.sum()),
+        "seed": int(seed),
+    }
     n_batches = adata.obs[batch_key].nunique()
     if n_batches < 2 and method != "none":
-        logger.warning("only one batch in obs[%r]: %s still runs, but there is nothing to correct",
-                       batch_key, method)
+        logger.warning(
+            "only one batch in obs[%r]: %s still runs, but there is nothing to correct", batch_key, method
+        )
     extra: dict[str, Any] = {}
     if method in ("scvi", "scanvi"):
         if layer not in adata.layers:
-            raise input_error(f"layers[{layer!r}] with raw counts is missing.",
-                              fix="call hscseq.integrate.normalize first.")
-        sub = ad.AnnData(X=adata.layers[layer][:, hvg], obs=pd.DataFrame(
-            {batch_key: adata.obs[batch_key].astype(str).to_numpy(), "_labels": labels.to_numpy()},
-            index=adata.obs_names), var=pd.DataFrame(index=adata.var_names[hvg]))
+            raise input_error(
+                f"layers[{layer!r}] with raw counts is missing.", fix="call hscseq.integrate.normalize first."
+            )
+        sub = ad.AnnData(
+            X=adata.layers[layer][:, hvg],
+            obs=pd.DataFrame(
+                {batch_key: adata.obs[batch_key].astype(str).to_numpy(), "_labels": labels.to_numpy()},
+                index=adata.obs_names,
+            ),
+            var=pd.DataFrame(index=adata.var_names[hvg]),
+        )
         sub.layers[layer] = sub.X
-        model, latent = train_scvi(sub, batch_key=batch_key, layer=layer, n_latent=n_latent,
-                                   gene_likelihood=gene_likelihood, max_epochs=max_epochs, early_stopping=early_stopping, seed=seed,
-                                   accelerator=accelerator, threads=threads)
+        model, latent = train_scvi(
+            sub,
+            batch_key=batch_key,
+            layer=layer,
+            n_latent=n_latent,
+            gene_likelihood=gene_likelihood,
+            max_epochs=max_epochs,
+            early_stopping=early_stopping,
+            seed=seed,
+            accelerator=accelerator,
+            threads=threads,
+        )
         epochs = int(model.history["elbo_train"].shape[0])
-        params.update({"n_latent": int(n_latent), "gene_likelihood": gene_likelihood, "max_epochs": max_epochs if max_epochs is None
-                       else int(max_epochs), "epochs_trained": epochs, "early_stopping": bool(early_stopping),
-                       "epoch_rule": "min(400, round(20000 / n_cells * 400))" if max_epochs is None else
-                       "config max_epochs", "accelerator": str(model.device)})
+        params.update(
+            {
+                "n_latent": int(n_latent),
+                "gene_likelihood": gene_likelihood,
+                "max_epochs": max_epochs if max_epochs is None else int(max_epochs),
+                "epochs_trained": epochs,
+                "early_stopping": bool(early_stopping),
+                "epoch_rule": "min(400, round(20000 / n_cells * 400))"
+                if max_epochs is None
+                else "config max_epochs",
+                "accelerator": str(model.device),
+            }
+        )
         adata.obsm["X_scVI"] = latent
         if method == "scanvi":
-            model, latent, pred = train_scanvi(model, labels_key="_labels", seed=seed, accelerator=accelerator,
-                                               threads=threads)
+            model, latent, pred = train_scanvi(
+                model, labels_key="_labels", seed=seed, accelerator=accelerator, threads=threads
+            )
             adata.obsm["X_scANVI"] = latent
             adata.obs["scanvi_prediction"] = pd.Categorical(pred)
             params["labels_key"] = labels_key
@@ -433,10 +540,16 @@ def integrate(adata: ad.AnnData, *, method: str = "scvi", batch_key: str = "batc
             adata.obsm["X_pca_harmony"] = final
         if model_dir is not None:
             Path(model_dir).mkdir(parents=True)
-            (Path(model_dir) / "integration.json").write_text(json.dumps(
-                {**params, "note": "no trained model: the latent is PCA of the log-normalised highly variable "
-                                   "genes" + (", corrected by harmonypy.run_harmony" if method == "harmony"
-                                             else "")}, indent=2))
+            (Path(model_dir) / "integration.json").write_text(
+                json.dumps(
+                    {
+                        **params,
+                        "note": "no trained model: the latent is PCA of the log-normalised highly variable "
+                        "genes" + (", corrected by harmonypy.run_harmony" if method == "harmony" else ""),
+                    },
+                    indent=2,
+                )
+            )
     adata.obsm["X_" + key_added] = np.asarray(final, dtype=np.float32)
     adata.uns[key_added] = {"params": params, **extra}
     logger.info("integration %s: latent of %d dimensions", method, final.shape[1])
@@ -447,8 +560,14 @@ def integrate(adata: ad.AnnData, *, method: str = "scvi", batch_key: str = "batc
 # integration quality (scib-metrics)
 
 
-def compute_metrics(x: np.ndarray, batch: np.ndarray | None, labels: np.ndarray | None, *,
-                    n_neighbors: int = 90, seed: int = 0) -> dict[str, float]:
+def compute_metrics(
+    x: np.ndarray,
+    batch: np.ndarray | None,
+    labels: np.ndarray | None,
+    *,
+    n_neighbors: int = 90,
+    seed: int = 0,
+) -> dict[str, float]:
     """scib-metrics on an embedding: batch (iLISI, graph connectivity, silhouette batch) and bio (cLISI,
     silhouette label, NMI/ARI of k-means clusters vs labels) scores, all scaled to [0, 1].
 
@@ -456,9 +575,8 @@ def compute_metrics(x: np.ndarray, batch: np.ndarray | None, labels: np.ndarray 
     connectivity and silhouette batch need labels too (they are computed within each label).
     """
     import scib_metrics
-    from sklearn.neighbors import NearestNeighbors
-
     from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
 
     x = np.asarray(x, dtype=np.float32)
     out = dict.fromkeys(_METRIC_TYPES, np.nan)
@@ -486,11 +604,20 @@ def compute_metrics(x: np.ndarray, batch: np.ndarray | None, labels: np.ndarray 
     return out
 
 
-def integration_metrics(adata: ad.AnnData, *, embed: str = "X_integrated", batch_key: str = "batch",
-                        labels_key: str = "reference_label", condition_key: str = "condition",
-                        reference_condition: str = "in_vivo", bars: Mapping[str, float] | None = None,
-                        n_neighbors: int = 90, seed: int = 0, key_added: str = "integration_metrics",
-                        copy: bool = False) -> ad.AnnData | None:
+def integration_metrics(
+    adata: ad.AnnData,
+    *,
+    embed: str = "X_integrated",
+    batch_key: str = "batch",
+    labels_key: str = "reference_label",
+    condition_key: str = "condition",
+    reference_condition: str = "in_vivo",
+    bars: Mapping[str, float] | None = None,
+    n_neighbors: int = 90,
+    seed: int = 0,
+    key_added: str = "integration_metrics",
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Integration quality on the reference (in vivo) cells, with warnings below configurable bars.
 
     Parameters
@@ -528,8 +655,11 @@ def integration_metrics(adata: ad.AnnData, *, embed: str = "X_integrated", batch
         raise input_error(f"obsm[{embed!r}] is missing.", fix="run hscseq.integrate.integrate first.")
     adata = adata.copy() if copy else adata
     bars_full = {**DEFAULT_METRIC_BARS, **(bars or {})}
-    ref = (adata.obs[condition_key].astype(str) == reference_condition).to_numpy() \
-        if condition_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+    ref = (
+        (adata.obs[condition_key].astype(str) == reference_condition).to_numpy()
+        if condition_key in adata.obs
+        else np.ones(adata.n_obs, dtype=bool)
+    )
     labels = _labels(adata, labels_key).to_numpy()
     use = ref & (labels != _UNLABELLED) if (labels[ref] != _UNLABELLED).any() else ref
     notes = []
@@ -556,9 +686,16 @@ def integration_metrics(adata: ad.AnnData, *, embed: str = "X_integrated", batch
         "bars": {k: float(bars_full[k]) for k in _METRIC_TYPES},
         "warnings": warnings,
         "notes": notes,
-        "params": {"embed": embed, "batch_key": batch_key, "labels_key": labels_key,
-                   "condition_key": condition_key, "reference_condition": reference_condition,
-                   "n_cells": int(use.sum()), "n_neighbors": int(n_neighbors), "seed": int(seed)},
+        "params": {
+            "embed": embed,
+            "batch_key": batch_key,
+            "labels_key": labels_key,
+            "condition_key": condition_key,
+            "reference_condition": reference_condition,
+            "n_cells": int(use.sum()),
+            "n_neighbors": int(n_neighbors),
+            "seed": int(seed),
+        },
     }
     return adata if copy else None
 
@@ -575,9 +712,17 @@ def metrics_table(adata: ad.AnnData, *, key: str = "integration_metrics") -> pd.
     for name, kind in _METRIC_TYPES.items():
         value = float(res["metrics"][name])
         bar = float(res["bars"][name])
-        rows.append({"metric": name, "type": kind, "value": value, "bar": bar,
-                     "warning": bool(np.isfinite(value) and value < bar), "method": method,
-                     "n_cells": int(res["params"]["n_cells"])})
+        rows.append(
+            {
+                "metric": name,
+                "type": kind,
+                "value": value,
+                "bar": bar,
+                "warning": bool(np.isfinite(value) and value < bar),
+                "method": method,
+                "n_cells": int(res["params"]["n_cells"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -585,8 +730,9 @@ def metrics_table(adata: ad.AnnData, *, key: str = "integration_metrics") -> pd.
 # stage file function
 
 
-def run_integrate(*, merged: str, integrated: str, model: str, metrics: str, settings: dict,
-                  threads: int = 1) -> None:
+def run_integrate(
+    *, merged: str, integrated: str, model: str, metrics: str, settings: dict, threads: int = 1
+) -> None:
     """Stage ``integrate``: normalise, select features, integrate, measure; write h5ad, model and metrics.
 
     ``settings`` is the ``integrate`` config section (method, n_top_genes, exclude_genes, n_latent, n_pcs,
@@ -595,29 +741,48 @@ def run_integrate(*, merged: str, integrated: str, model: str, metrics: str, set
     settings = dict(settings)
     method = settings.get("method", "scvi")
     if method not in METHODS:
-        raise input_error(f"unknown integration method {method!r}.", path="config/config.yaml",
-                          fix=f"set integrate.method to one of {list(METHODS)}.")
+        raise input_error(
+            f"unknown integration method {method!r}.",
+            path="config/config.yaml",
+            fix=f"set integrate.method to one of {list(METHODS)}.",
+        )
     adata = ad.read_h5ad(merged)
     if adata.n_obs < 10:
-        raise input_error(f"only {adata.n_obs} cells after QC and merge; too few to integrate.", path=merged,
-                          fix="check the QC thresholds and sample sheet.")
+        raise input_error(
+            f"only {adata.n_obs} cells after QC and merge; too few to integrate.",
+            path=merged,
+            fix="check the QC thresholds and sample sheet.",
+        )
     for col in ("batch", "condition"):
         if col not in adata.obs:
-            raise input_error(f"obs has no {col!r} column.", path=merged,
-                              fix="regenerate the file with the merge stage.")
+            raise input_error(
+                f"obs has no {col!r} column.", path=merged, fix="regenerate the file with the merge stage."
+            )
     _check_counts(adata.X, what="X", path=merged)
     normalize(adata)
-    select_features(adata, n_top_genes=int(settings.get("n_top_genes", 2000)), batch_key="batch",
-                    exclude_genes=settings.get("exclude_genes") or (),
-                    exclude_cell_cycle=bool(settings.get("exclude_cell_cycle_genes", True)))
+    select_features(
+        adata,
+        n_top_genes=int(settings.get("n_top_genes", 2000)),
+        batch_key="batch",
+        exclude_genes=settings.get("exclude_genes") or (),
+        exclude_cell_cycle=bool(settings.get("exclude_cell_cycle_genes", True)),
+    )
     seed = int(settings.get("seed", 0))
     with atomic_path(model) as tmp:
-        integrate(adata, method=method, batch_key="batch", labels_key="reference_label",
-                  n_latent=int(settings.get("n_latent", 20)),
-                  gene_likelihood=settings.get("gene_likelihood", "nb"), n_pcs=int(settings.get("n_pcs", 50)),
-                  max_epochs=settings.get("max_epochs"), early_stopping=bool(settings.get("early_stopping",
-                                                                                            True)),
-                  seed=seed, threads=threads, model_dir=tmp)
+        integrate(
+            adata,
+            method=method,
+            batch_key="batch",
+            labels_key="reference_label",
+            n_latent=int(settings.get("n_latent", 20)),
+            gene_likelihood=settings.get("gene_likelihood", "nb"),
+            n_pcs=int(settings.get("n_pcs", 50)),
+            max_epochs=settings.get("max_epochs"),
+            early_stopping=bool(settings.get("early_stopping", True)),
+            seed=seed,
+            threads=threads,
+            model_dir=tmp,
+        )
     integration_metrics(adata, bars=settings.get("metric_bars") or {}, seed=seed)
     write_table(metrics_table(adata), metrics, index=False)
     write_h5ad(adata, integrated)

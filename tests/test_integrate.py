@@ -24,8 +24,9 @@ from hscseq.genes import convert_symbols
 # Lightning's notices about this machine (srun installed but unused) and about our few training batches
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The `srun` command is available:UserWarning"),
-    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging "
-                               "interval:UserWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:The number of training batches .* is smaller than the logging interval:UserWarning"
+    ),
     pytest.mark.filterwarnings("ignore:Tensorflow not installed; ParametricUMAP:ImportWarning"),
 ]
 
@@ -51,7 +52,10 @@ def merged_like(samples: dict[str, ad.AnnData]) -> ad.AnnData:
     merged.X = sp.csr_matrix(merged.X, dtype=np.float32)
     invivo = merged.obs["condition"] == "in_vivo"
     merged.obs["reference_label"] = pd.Series(
-        np.where(invivo, merged.obs["true_cell_type"].astype(str), np.nan), index=merged.obs_names, dtype=object)
+        np.where(invivo, merged.obs["true_cell_type"].astype(str), np.nan),
+        index=merged.obs_names,
+        dtype=object,
+    )
     for col in ("sample", "condition", "batch", "donor", "timepoint", "species"):
         merged.obs[col] = merged.obs[col].astype("category")
     merged.var["gene_symbol"] = merged.var_names
@@ -142,8 +146,11 @@ def test_scvi_trains_and_saves_the_model(scvi_result, prepared):
     np.testing.assert_array_equal(adata.obsm["X_integrated"], adata.obsm["X_scVI"])
     # the saved model reloads on the feature genes and gives the same latent
     hvg = prepared.var["highly_variable"].to_numpy()
-    sub = ad.AnnData(X=prepared.layers["counts"][:, hvg], obs=prepared.obs[["batch"]].astype(str),
-                     var=pd.DataFrame(index=prepared.var_names[hvg]))
+    sub = ad.AnnData(
+        X=prepared.layers["counts"][:, hvg],
+        obs=prepared.obs[["batch"]].astype(str),
+        var=pd.DataFrame(index=prepared.var_names[hvg]),
+    )
     sub.layers["counts"] = sub.X
     model = scvi.model.SCVI.load(str(model_dir), adata=sub)
     elbo = model.history["elbo_train"].to_numpy().ravel()
@@ -195,8 +202,10 @@ def test_harmony_mixes_donors_better_than_pca(prepared, pca_result, tmp_path):
     assert z.shape == (adata.n_obs, 30)
     np.testing.assert_array_equal(adata.obsm["X_integrated"], z)
     hi.integration_metrics(adata)
-    assert adata.uns["integration_metrics"]["metrics"]["ilisi"] > \
-        pca_result.uns["integration_metrics"]["metrics"]["ilisi"] + 0.15
+    assert (
+        adata.uns["integration_metrics"]["metrics"]["ilisi"]
+        > pca_result.uns["integration_metrics"]["metrics"]["ilisi"] + 0.15
+    )
     record = json.loads((tmp_path / "model" / "integration.json").read_text())
     assert record["method"] == "harmony"
 
@@ -229,8 +238,15 @@ def test_metrics_table_flags_values_below_the_bars(pca_result):
     adata = pca_result.copy()
     hi.integration_metrics(adata, bars={"ilisi": 0.0, "ari": 1.0})
     table = hi.metrics_table(adata)
-    assert list(table["metric"]) == ["ilisi", "graph_connectivity", "silhouette_batch", "clisi",
-                                     "silhouette_label", "nmi", "ari"]
+    assert list(table["metric"]) == [
+        "ilisi",
+        "graph_connectivity",
+        "silhouette_batch",
+        "clisi",
+        "silhouette_label",
+        "nmi",
+        "ari",
+    ]
     assert table["value"].between(0, 1).all()
     row = table.set_index("metric")
     assert not row.loc["ilisi", "warning"]
@@ -242,10 +258,21 @@ def test_run_integrate_writes_outputs(merged, tmp_path):
     src = tmp_path / "merged.h5ad"
     merged.write_h5ad(src)
     out = tmp_path / "integrated.h5ad"
-    settings = {"method": "harmony", "n_top_genes": 800, "exclude_genes": ["Gata2"], "n_pcs": 20, "seed": 0,
-                "metric_bars": {"ilisi": 0.99}}
-    hi.run_integrate(merged=str(src), integrated=str(out), model=str(tmp_path / "model"),
-                     metrics=str(tmp_path / "metrics.tsv"), settings=settings)
+    settings = {
+        "method": "harmony",
+        "n_top_genes": 800,
+        "exclude_genes": ["Gata2"],
+        "n_pcs": 20,
+        "seed": 0,
+        "metric_bars": {"ilisi": 0.99},
+    }
+    hi.run_integrate(
+        merged=str(src),
+        integrated=str(out),
+        model=str(tmp_path / "model"),
+        metrics=str(tmp_path / "metrics.tsv"),
+        settings=settings,
+    )
     adata = ad.read_h5ad(out)
     assert adata.obsm["X_integrated"].shape == (merged.n_obs, 20)
     assert adata.var.loc["Gata2", "hscseq_excluded"]
@@ -263,6 +290,11 @@ def test_run_integrate_rejects_normalised_input(merged, tmp_path):
     src = tmp_path / "merged.h5ad"
     adata.write_h5ad(src)
     with pytest.raises(HscseqInputError, match="raw counts"):
-        hi.run_integrate(merged=str(src), integrated=str(tmp_path / "i.h5ad"), model=str(tmp_path / "m"),
-                         metrics=str(tmp_path / "t.tsv"), settings={"method": "none"})
+        hi.run_integrate(
+            merged=str(src),
+            integrated=str(tmp_path / "i.h5ad"),
+            model=str(tmp_path / "m"),
+            metrics=str(tmp_path / "t.tsv"),
+            settings={"method": "none"},
+        )
     assert not (tmp_path / "i.h5ad").exists()
