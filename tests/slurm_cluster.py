@@ -424,6 +424,8 @@ class SlurmCluster:
             if self._conf_backup is not None and self._conf_backup.exists():
                 self._conf_backup.rename(SLURM_CONF)
                 self._conf_backup = None
+        if not os.environ.get("HSCSEQ_KEEP_SLURM_DIR") and not self.running():
+            shutil.rmtree(self.root, ignore_errors=True)  # HSCSEQ_KEEP_SLURM_DIR=1 keeps the daemons' logs
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

@@ -154,6 +154,8 @@ def test_tiny_workflow_jobs_run_as_slurm_jobs_and_a_failure_is_reported(tiny_run
     per_sample = jobs[jobs["rules"].apply(lambda r: r == {"ingest", "qc"})]
     assert len(per_sample) == math.ceil(3 / _profile()["group-components"]["per_sample"])
     assert (per_sample["State"] == "COMPLETED").all(), jobs
+    # the profile's threads reached SLURM (qc asks for 2; --cores 2 caps each job at 2)
+    assert (per_sample["AllocCPUS"].astype(int) == min(2, _profile()["set-threads"]["qc"])).all(), jobs
     merge = jobs[jobs["rules"].apply(lambda r: "merge" in r)]
     assert list(merge["State"]) == ["COMPLETED"], jobs
     broken = jobs[jobs["rules"].apply(lambda r: r == {"broken"})]
@@ -178,7 +180,17 @@ def test_tiny_workflow_jobs_run_as_slurm_jobs_and_a_failure_is_reported(tiny_run
 def dag_run(workflow_run, slurm_cluster, tmp_path_factory) -> SlurmRun:
     """The command of the local DAG run, through SLURM with the shipped profile, in a fresh directory."""
     directory = tmp_path_factory.mktemp("slurm_dag") / "run"
-    command = _replace_directory(workflow_run.command, directory)
+    # Same threads as the local run (1 per rule: it uses no profile), so that the stochastic training inside
+    # QC (solo) and integrate is comparable exactly; the profile's own threads are checked on the tiny run.
+    # No retries: a job that fails must fail the test at once.
+    threads = [f"{rule}=1" for rule in _profile()["set-threads"]]
+    command = [
+        *_replace_directory(workflow_run.command, directory),
+        "--retries",
+        "0",
+        "--set-threads",
+        *threads,
+    ]
     run = _run_on_slurm(slurm_cluster, command, directory, timeout=1800)
     if run.proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(directory.glob("logs/**/*.log")))
@@ -247,9 +259,9 @@ def test_slurm_results_match_the_local_run(dag_run, workflow_run):
     assert list(a.columns) == list(b.columns)
     for col in ("sample", "condition", "batch", "timepoint"):
         pd.testing.assert_series_equal(a[col], b[col])
-    # Everything downstream of scVI training may move a little: torch's CPU kernels are not bitwise
-    # reproducible across thread counts and CPUs (SLURM jobs and the local run need not get the same).
-    # The biology must not: labels and HSC scores agree for nearly every cell.
+    # Downstream of scVI training, numbers may move a little on a real cluster: torch's CPU kernels are not
+    # bitwise reproducible across thread counts and CPU models (compute nodes and a workstation differ).
+    # The biology must not: labels and HSC scores agree for nearly every cell, scorecard within 10%.
     labels_agree = (a["predicted_label"] == b["predicted_label"]).mean()
     assert labels_agree > 0.9, labels_agree
     score_cols = ["hsc_score", *[c for c in a.columns if c.startswith("score_")]]
