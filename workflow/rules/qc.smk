@@ -4,6 +4,7 @@ rule qc:
     output:
         filtered="results/qc/{sample}.h5ad",
         summary="results/qc/{sample}.summary.tsv",
+        cells="results/qc/{sample}.cells.tsv.gz",
         figure=report(
             "results/qc/{sample}.png",
             caption="../report/qc.rst",
