@@ -275,7 +275,7 @@ def umap_figure(
     return fig
 
 
-def dotplot_figure(adata: ad.AnnData, markers: pd.DataFrame, *, groupby: str = "leiden", n_genes: int = 3):
+def dotplot_figure(adata: ad.AnnData, *, markers: pd.DataFrame, groupby: str = "leiden", n_genes: int = 3):
     """Dot plot of the top ``n_genes`` markers of each cluster (a gene shown once, for its first cluster).
 
     Returns the :class:`scanpy.pl.DotPlot`, or ``None`` when there is no marker.
@@ -363,5 +363,5 @@ def run_cluster(
     logger.info("%d marker genes over %d clusters", len(table), table["cluster"].nunique())
     write_table(table, markers, index=False)
     _save_png(umap_figure(adata), umap)
-    _save_png(dotplot_figure(adata, table, n_genes=int(settings.get("dotplot_genes", 3))), dotplot)
+    _save_png(dotplot_figure(adata, markers=table, n_genes=int(settings.get("dotplot_genes", 3))), dotplot)
     write_h5ad(adata, clustered)

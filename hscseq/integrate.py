@@ -19,6 +19,13 @@ scVI epoch rule: unless ``max_epochs`` is given, scvi-tools' own rule is used,
 validation ELBO (patience 45 epochs, scvi-tools' default). scANVI then trains
 ``min(20, max(2, round(scvi_epochs / 3)))`` epochs, also scvi-tools' rule. The accelerator is chosen by
 Lightning (``"auto"``: a GPU when one is present, else CPU).
+
+Known trade-off (measured on the simulator, see ``tests/test_integrate.py``): the longer scVI trains, the
+better the donors mix, but an engineered-only state that resembles a reference type (primitive erythroid
+vs adult erythroid) can end up merged with it, most easily when its distinguishing genes are lost at the
+merge (the embryonic globins ``Hbb-y``/``Hbb-bh1`` have no one-to-one human ortholog, so they vanish when
+human organoid samples are joined to a mouse reference). Harmony merges such states readily. Read the
+UMAP and the off-target scores together with the integration metrics.
 """
 
 from __future__ import annotations
@@ -42,11 +49,11 @@ logger = logging.getLogger(__name__)
 METHODS = ("scvi", "scanvi", "harmony", "none")
 
 #: Default bars below which a metric is flagged in the report (scib-metrics scales, all in [0, 1]).
-#: Unintegrated PCA of the simulator's two in vivo donors scores iLISI ~0.05 and graph connectivity ~0.7;
-#: a working integration reaches iLISI > 0.3. Label conservation below these bars means that cell types
+#: Unintegrated PCA of the simulator's two in vivo donors scores iLISI ~0.1-0.17; scVI and Harmony reach
+#: 0.4-0.9. Label conservation below these bars means that cell types
 #: were merged or scattered by the correction.
 DEFAULT_METRIC_BARS: dict[str, float] = {
-    "ilisi": 0.15,
+    "ilisi": 0.2,
     "graph_connectivity": 0.8,
     "silhouette_batch": 0.8,
     "clisi": 0.8,

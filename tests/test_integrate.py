@@ -30,8 +30,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Tensorflow not installed; ParametricUMAP:ImportWarning"),
 ]
 
-#: scVI epochs in these tests (~25 s on one CPU thread): scvi-tools' rule would give 400 for ~1,100 cells.
-EPOCHS = 100
+#: scVI epochs on these ~770 cells (~30 s on one idle CPU thread; scvi-tools' rule would give 400). Measured
+#: trade-off: at 100 epochs donors barely mix (iLISI ~0.11-0.16), at 150 they mix (~0.39) and both
+#: off-target states stay separate, beyond ~180 the primitive-erythroid state starts merging with erythroid.
+#: See the module docstring of hscseq.integrate.
+EPOCHS = 150
 #: Programming factors of the engineered cells (mixed case on purpose: matched case-insensitively).
 FACTORS = ["GATA2", "Hlf", "Runx1", "not_a_gene"]
 
@@ -69,8 +72,16 @@ def merged(demo_small) -> ad.AnnData:
 
 
 @pytest.fixture(scope="module")
-def prepared(merged) -> ad.AnnData:
-    adata = merged.copy()
+def mouse(demo_small) -> ad.AnnData:
+    """In vivo donors and engineered cells only: all mouse, so the engineered off-target states keep their
+    embryonic globins (Hbb-y, Hbb-bh1 have no one-to-one human ortholog and vanish when the human organoids
+    join; see the module docstring of hscseq.integrate)."""
+    return merged_like({k: v for k, v in demo_small.items() if not k.startswith("organoid")})
+
+
+@pytest.fixture(scope="module")
+def prepared(mouse) -> ad.AnnData:
+    adata = mouse.copy()
     hi.normalize(adata)
     hi.select_features(adata, n_top_genes=1000, exclude_genes=FACTORS)
     return adata
@@ -114,15 +125,15 @@ def test_normalize_rejects_log_data(merged):
         hi.normalize(adata)  # X is log-normalised now
 
 
-def test_features_are_batch_aware_and_drop_the_exclusion_list(prepared, merged):
+def test_features_are_batch_aware_and_drop_the_exclusion_list(prepared, mouse):
     var = prepared.var
     assert var["highly_variable"].sum() == 1000
     excluded = set(var.index[var["hscseq_excluded"]])
-    assert excluded == {"Gata2", "Hlf", "Runx1"} & set(merged.var_names)
+    assert excluded == {"Gata2", "Hlf", "Runx1"} & set(mouse.var_names)
     assert "Gata2" in excluded and "Hlf" in excluded
     assert not var.loc[list(excluded), "highly_variable"].any()
     # Hlf and Gata2 are HSC-programme genes: without the list they are highly variable
-    plain = hi.select_features(hi.normalize(merged, copy=True), n_top_genes=1000, copy=True)
+    plain = hi.select_features(hi.normalize(mouse, copy=True), n_top_genes=1000, copy=True)
     assert plain.var.loc[["Hlf", "Gata2"], "highly_variable"].all()
     assert not plain.var["hscseq_excluded"].any()
     # cell-cycle genes are measured but never features
@@ -162,8 +173,8 @@ def test_scvi_mixes_donors(scvi_result, pca_result):
     """Batch mixing of the two in vivo donors (same composition, different batch effect).
 
     scib's scaled iLISI is 0 when each cell's neighbourhood holds one donor and 1 when the two are fully
-    interleaved. Unintegrated PCA leaves the donors apart (~0.1 here); we require scVI to reach 0.3 (three
-    times that, i.e. the neighbourhoods are substantially mixed) and to beat PCA by a wide margin.
+    interleaved. Unintegrated PCA leaves the donors apart (~0.17 here); we require scVI to reach 0.3 (most
+    neighbourhoods hold both donors) and to beat PCA by a wide margin (0.15).
     """
     scvi_ilisi = scvi_result[0].uns["integration_metrics"]["metrics"]["ilisi"]
     pca_ilisi = pca_result.uns["integration_metrics"]["metrics"]["ilisi"]
@@ -214,8 +225,23 @@ def test_none_is_pca_of_the_features(pca_result):
     assert pca_result.uns["integrated"]["params"]["method"] == "none"
     np.testing.assert_array_equal(pca_result.obsm["X_integrated"], pca_result.obsm["X_pca"])
     # unintegrated: the donors stay apart, and the metrics say so
-    assert pca_result.uns["integration_metrics"]["metrics"]["ilisi"] < 0.15
+    assert pca_result.uns["integration_metrics"]["metrics"]["ilisi"] < hi.DEFAULT_METRIC_BARS["ilisi"]
     assert any("ilisi" in w for w in pca_result.uns["integration_metrics"]["warnings"])
+
+
+def test_scanvi_uses_the_reference_labels(prepared, tmp_path):
+    adata = prepared.copy()
+    hi.integrate(
+        adata, method="scanvi", n_latent=10, max_epochs=20, seed=0, threads=1, model_dir=tmp_path / "m"
+    )
+    params = adata.uns["integrated"]["params"]
+    assert params["scanvi_epochs_trained"] == 7  # scvi-tools' rule: min(20, max(2, round(20 / 3)))
+    np.testing.assert_array_equal(adata.obsm["X_integrated"], adata.obsm["X_scANVI"])
+    labelled = adata.obs["reference_label"].notna().to_numpy()
+    pred = adata.obs["scanvi_prediction"].astype(str).to_numpy()
+    # 11 reference types (chance ~0.15); after only 20 scVI + 7 scANVI epochs most labels are recovered
+    assert (pred[labelled] == adata.obs["reference_label"].to_numpy()[labelled]).mean() >= 0.6
+    assert (tmp_path / "m" / "model.pt").is_file()
 
 
 def test_scanvi_needs_reference_labels(prepared):
