@@ -14,13 +14,13 @@ rule cluster:
             caption="../report/markers_dotplot.rst",
             category="Integration and clustering",
         ),
-    params:
-        settings=stage_settings("cluster"),
     log:
         "logs/cluster.log",
     benchmark:
         "benchmarks/cluster.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("cluster"),
     script:
         "../scripts/cluster.py"

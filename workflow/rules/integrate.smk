@@ -9,13 +9,13 @@ rule integrate:
             caption="../report/integration_metrics.rst",
             category="Integration and clustering",
         ),
-    params:
-        settings=stage_settings("integrate"),
     log:
         "logs/integrate.log",
     benchmark:
         "benchmarks/integrate.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("integrate"),
     script:
         "../scripts/integrate.py"
