@@ -240,6 +240,16 @@ def test_profile_resources_reached_slurm(dag_run):
     assert integrate["Partition"].iloc[0] == "debug"
 
 
+def _close_or_correlated(x: pd.Series, y: pd.Series) -> bool:
+    """Equal up to float noise, or (on a heterogeneous cluster) the same ranking of cells (r > 0.95)."""
+    if x.isna().equals(y.isna()) and np.allclose(x, y, equal_nan=True, rtol=1e-6, atol=1e-9):
+        return True
+    ok = x.notna() & y.notna()
+    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
+        return False
+    return bool(np.corrcoef(x[ok], y[ok])[0, 1] > 0.95)
+
+
 def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 
@@ -266,8 +276,7 @@ def test_slurm_results_match_the_local_run(dag_run, workflow_run):
     assert labels_agree > 0.9, labels_agree
     score_cols = ["hsc_score", *[c for c in a.columns if c.startswith("score_")]]
     for col in score_cols:
-        r = np.corrcoef(a[col].fillna(0), b[col].fillna(0))[0, 1]
-        assert r > 0.95 or np.allclose(a[col], b[col], equal_nan=True), (col, r)
+        assert _close_or_correlated(a[col], b[col]), col
     sa, sb = _read(local / "tables/scorecard.tsv"), _read(slurm / "tables/scorecard.tsv")
     assert list(sa["sample"]) == list(sb["sample"])
     assert list(sa.columns) == list(sb.columns)
