@@ -78,6 +78,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_epochs": 50,
     "de_top_n": 25,
     "de_min_cells": 10,
+    "de_max_genes": 1000,
 }
 
 
@@ -119,10 +120,19 @@ def novelty_thresholds(
     *,
     quantile: float = 0.99,
     min_cells: int = 20,
+    absent_distance: np.ndarray | None = None,
+    absent_codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Per-label distance thresholds and one uncertainty threshold from held-out reference cells.
 
-    Labels with fewer than ``min_cells`` null cells use the pooled distance quantile.
+    Two nulls calibrate the threshold of label ``c``. The *held-out donor* null (``null_distance``: reference
+    cells of held-out donors, against the other donors) gives the ``quantile`` of distances of real type-``c``
+    cells, batch shift included. The *held-out type* null (``absent_distance``: held-out cells of type ``c``
+    against the other donors with type ``c`` removed) gives the distance at which a type-``c`` cell would sit
+    if its type were absent from the reference. The threshold is the larger of the donor-null quantile and the
+    median of the held-out-type null: a cell is novel only when it is farther from its closest reference type
+    than a real donor's cells are, *and* at least as far as a whole cell type absent from the reference would
+    be. Labels with fewer than ``min_cells`` null cells use the pooled quantiles.
     """
     pooled = float(np.quantile(null_distance, quantile))
     thr = np.full(n_classes, pooled)
@@ -130,6 +140,11 @@ def novelty_thresholds(
         d = null_distance[null_codes == c]
         if len(d) >= min_cells:
             thr[c] = float(np.quantile(d, quantile))
+    if absent_distance is not None and absent_codes is not None and len(absent_distance):
+        pooled_absent = float(np.median(absent_distance))
+        for c in range(n_classes):
+            d = absent_distance[absent_codes == c]
+            thr[c] = max(thr[c], float(np.median(d)) if len(d) >= min_cells else pooled_absent)
     unc = float(np.quantile(null_uncertainty, quantile))
     return thr, unc
 
@@ -280,43 +295,56 @@ def knn_map_core(
     ref_stage_codes: np.ndarray | None = None,
     n_stages: int = 0,
     query_full_reference: bool = False,
+    distance_latent: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """kNN label transfer with a held-out-fold null.
+    """kNN label transfer with held-out-donor and held-out-type nulls.
 
-    Reference cells are predicted with their own fold held out (the null); query cells from the whole
-    reference, and their distance is the mean over folds of the distance to the reference without that
-    fold (so query and null distances are measured against equally large references).
+    Reference cells are predicted with their own fold held out; query cells from the whole reference.
+    Distances are measured in ``distance_latent`` (default ``latent``; :func:`map_to_reference` passes
+    neighbourhood-averaged positions): a query cell's distance is the mean over folds of its distance to the
+    reference without that fold, so query and null distances are measured against equally large references.
+    ``ref_absent_distance`` is the distance of each held-out reference cell to the other folds *without its
+    own type* (the held-out-type null).
 
     Returns
     -------
-    Dict with ``ref_probs``, ``ref_distance``, ``query_probs``, ``query_distance`` (and ``*_stage_probs``).
+    Dict with ``ref_probs``, ``ref_distance``, ``ref_absent_distance``, ``query_probs``, ``query_distance``
+    (and ``*_stage_probs``).
     """
     out: dict[str, np.ndarray] = {}
+    dlat = latent if distance_latent is None else distance_latent
     folds = np.unique(ref_folds)
     ref_lat = latent[ref_idx]
-    q_lat = latent[query_idx]
+    ref_d = dlat[ref_idx]
+    q_d = dlat[query_idx]
     ref_probs = np.zeros((len(ref_idx), n_classes))
     ref_dist = np.zeros(len(ref_idx))
+    ref_absent = np.full(len(ref_idx), np.nan)
     q_dist = np.zeros(len(query_idx))
     ref_stage = np.zeros((len(ref_idx), n_stages))
     for f in folds:
         held = ref_folds == f
         keep = ~held
-        d, i = _knn(ref_lat[keep], ref_lat[held], n_neighbors)
+        _, i = _knn(ref_lat[keep], ref_lat[held], n_neighbors)
         ref_probs[held] = knn_vote(ref_codes[keep][i], n_classes)
-        ref_dist[held] = d.mean(axis=1)
+        ref_dist[held] = _knn(ref_d[keep], ref_d[held], n_neighbors)[0].mean(axis=1)
+        for c in np.unique(ref_codes[held]):
+            other = keep & (ref_codes != c)
+            if other.sum() >= n_neighbors:
+                sel = held & (ref_codes == c)
+                ref_absent[sel] = _knn(ref_d[other], ref_d[sel], n_neighbors)[0].mean(axis=1)
         if n_stages:
             ref_stage[held] = knn_vote(ref_stage_codes[keep][i], n_stages)
         if len(query_idx) and not query_full_reference:
-            dq, _ = _knn(ref_lat[keep], q_lat, n_neighbors)
-            q_dist += dq.mean(axis=1) / len(folds)
+            q_dist += _knn(ref_d[keep], q_d, n_neighbors)[0].mean(axis=1) / len(folds)
     out["ref_probs"] = ref_probs
     out["ref_distance"] = ref_dist
+    out["ref_absent_distance"] = ref_absent
     if len(query_idx):
-        dq, i = _knn(ref_lat, q_lat, n_neighbors)
+        _, i = _knn(ref_lat, latent[query_idx], n_neighbors)
         out["query_probs"] = knn_vote(ref_codes[i], n_classes)
         if query_full_reference:
-            q_dist = dq.mean(axis=1)
+            q_dist = _knn(ref_d, q_d, n_neighbors)[0].mean(axis=1)
         if n_stages:
             out["query_stage_probs"] = knn_vote(ref_stage_codes[i], n_stages)
     else:
@@ -328,24 +356,21 @@ def knn_map_core(
     return out
 
 
-def smooth_scores(
-    scores: np.ndarray, latent: np.ndarray, groups: np.ndarray, *, n_neighbors: int = 15
-) -> np.ndarray:
-    """Mean of ``scores`` over each cell's ``n_neighbors`` nearest cells (itself included) of its group."""
-    out = np.asarray(scores, dtype=float).copy()
+def smooth_latent(latent: np.ndarray, groups: np.ndarray, *, n_neighbors: int = 15) -> np.ndarray:
+    """Each cell's position averaged with its ``n_neighbors`` nearest cells (itself included) of its group.
+
+    Averaging positions (not distances) removes most of the per-cell sampling noise, which otherwise sets a
+    floor under every distance and hides the systematic shift of a whole state.
+    """
+    latent = np.asarray(latent, dtype=float)
+    out = latent.copy()
     for g in pd.unique(groups):
         idx = np.flatnonzero(groups == g)
         if len(idx) < 2:
             continue
         _, nb = _knn(latent[idx], latent[idx], min(n_neighbors, len(idx)))
-        out[idx] = scores[idx][nb].mean(axis=1)
+        out[idx] = latent[idx][nb].mean(axis=1)
     return out
-
-
-def latent_for_smoothing(adata: ad.AnnData, use_rep: str, key_added: str) -> np.ndarray:
-    """The latent the mapping used (scANVI latent when present, else ``obsm[use_rep]``)."""
-    key = f"X_{key_added}_scanvi"
-    return np.asarray(adata.obsm[key] if key in adata.obsm else adata.obsm[use_rep], dtype=float)
 
 
 def _reference_mask(adata: ad.AnnData, reference_key: str) -> np.ndarray:
@@ -356,7 +381,8 @@ def _reference_mask(adata: ad.AnnData, reference_key: str) -> np.ndarray:
             "h5ad in config fidelity.reference.",
         )
     lab = adata.obs[reference_key].astype(object)
-    return lab.notna().to_numpy() & (lab.astype(str).str.strip().isin(["", "nan", "NaN", "None"]) == False)  # noqa: E712
+    empty = lab.astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
+    return lab.notna().to_numpy() & ~empty
 
 
 def _scanvi_latent_and_probs(
@@ -430,6 +456,7 @@ def map_to_reference(
     max_epochs: int = 50,
     n_latent: int = 10,
     null: Mapping[str, Any] | None = None,
+    uncertainty_novel: bool = False,
     key_added: str = "fidelity",
     random_state: int = 0,
     copy: bool = False,
@@ -473,6 +500,11 @@ def map_to_reference(
         reference's null when it maps a held-out donor against the remaining ones.
     n_latent
         Latent size of the scVI model (``"scanvi"`` only).
+    uncertainty_novel
+        Also call cells novel whose label uncertainty exceeds the held-out null's quantile. Off by default:
+        a cell between two reference types (e.g. an HSC/MPP intermediate) is uncertain without being absent
+        from the reference; uncertain cells are never forced into a label anyway, they are reported with a
+        low ``label_confidence`` and do not count as confidently mapped.
     key_added
         ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
     random_state
@@ -523,6 +555,20 @@ def map_to_reference(
         stages = sorted(pd.unique(st))
         stage_codes = np.array([stages.index(s) for s in st])
 
+    samples = (
+        adata.obs[sample_key].astype(str).to_numpy()
+        if sample_key in adata.obs
+        else np.full(adata.n_obs, "all")
+    )
+    # neighbourhood-level positions: each query cell averaged within its sample, each reference cell within
+    # its held-out fold (so the null is denoised exactly like the query)
+    groups_all = np.empty(adata.n_obs, dtype=object)
+    groups_all[query_idx] = ["q:" + x for x in samples[query_idx]]
+    groups_all[ref_idx] = ["r:" + str(f) for f in folds]
+
+    def denoised(lat: np.ndarray) -> np.ndarray:
+        return smooth_latent(lat, groups_all, n_neighbors=smooth_neighbors) if smooth_neighbors > 1 else lat
+
     if method == "knn":
         if use_rep not in adata.obsm:
             raise input_error(
@@ -530,8 +576,9 @@ def map_to_reference(
                 fix="run the integrate stage first, or use method 'scanvi'.",
             )
         latent = np.asarray(adata.obsm[use_rep], dtype=float)
+        smoothed = denoised(latent)
         res = knn_map_core(
-            latent,
+            smoothed,
             ref_idx,
             ref_codes,
             folds,
@@ -541,6 +588,7 @@ def map_to_reference(
             ref_stage_codes=stage_codes,
             n_stages=len(stages),
             query_full_reference=null is not None,
+            distance_latent=smoothed,
         )
     else:
         holdout = np.zeros(adata.n_obs, dtype=bool)
@@ -563,58 +611,43 @@ def map_to_reference(
             seed=random_state,
         )
         probs_all = pd.DataFrame(probs_all, columns=order).reindex(columns=classes, fill_value=0.0).to_numpy()
-        train_local = ~held_fold
-        # null: held-out donor cells (surgery) against the training reference; query likewise
-        from_idx = ref_idx[train_local]
-        d_all, i_all = _knn(latent[from_idx], latent, n_neighbors)
-        dist = d_all.mean(axis=1)
-        res = {
-            "ref_probs": probs_all[ref_idx],
-            "ref_distance": dist[ref_idx],
-            "query_probs": probs_all[query_idx],
-            "query_distance": dist[query_idx],
-        }
-        if stages:
-            st_train = stage_codes[train_local]
-            sp_all = knn_vote(st_train[i_all], len(stages))
-            res["ref_stage_probs"] = sp_all[ref_idx]
-            res["query_stage_probs"] = sp_all[query_idx]
+        # null: held-out donor cells (mapped by surgery, like the query) against the training reference
+        two_folds = np.where(held_fold, 1, 0)
+        res = knn_map_core(
+            latent,
+            ref_idx,
+            ref_codes,
+            two_folds,
+            query_idx,
+            len(classes),
+            n_neighbors=n_neighbors,
+            ref_stage_codes=stage_codes,
+            n_stages=len(stages),
+            query_full_reference=True,
+            distance_latent=denoised(latent),
+        )
+        train_from = ref_idx[~held_fold]
+        dq, _ = _knn(denoised(latent)[train_from], denoised(latent)[query_idx], n_neighbors)
+        res["query_distance"] = dq.mean(axis=1)
+        # labels: kNN vote in the surgery latent (calibrated on the held-out donor like the knn path); the
+        # scANVI classifier's own probabilities are kept for inspection (few epochs leave it uncalibrated)
+        adata.obsm[f"{key_added}_scanvi_probabilities"] = probs_all
         adata.obsm[f"X_{key_added}_scanvi"] = latent
-        null_sel = held_fold if held_fold.any() else np.ones(len(ref_idx), bool)
-        res["null_select"] = null_sel
+        res["null_select"] = held_fold if held_fold.any() else np.ones(len(ref_idx), bool)
 
     null_sel = res.get("null_select", np.ones(len(ref_idx), bool))
-    if smooth_neighbors > 1:
-        # neighbourhood-level novelty: average each cell's distance over its nearest cells of the same
-        # sample (query) or held-out fold (reference), which denoises the score symmetrically
-        samples = (
-            adata.obs[sample_key].astype(str).to_numpy()
-            if sample_key in adata.obs
-            else np.full(adata.n_obs, "all")
-        )
-        groups_all = np.empty(adata.n_obs, dtype=object)
-        groups_all[query_idx] = ["q:" + x for x in samples[query_idx]]
-        groups_all[ref_idx] = ["r:" + str(f) for f in folds]
-        d_all = np.zeros(adata.n_obs)
-        d_all[ref_idx] = res["ref_distance"]
-        d_all[query_idx] = res["query_distance"]
-        res["ref_distance"], res["query_distance"] = (
-            smooth_scores(
-                d_all,
-                latent_for_smoothing(adata, use_rep, key_added),
-                groups_all,
-                n_neighbors=smooth_neighbors,
-            )[idx]
-            for idx in (ref_idx, query_idx)
-        )
     ref_pred = res["ref_probs"].argmax(axis=1)
     ref_unc = label_uncertainty(res["ref_probs"])
+    absent = res["ref_absent_distance"]
+    ok_absent = null_sel & np.isfinite(absent)
     thr, unc_thr = novelty_thresholds(
         res["ref_distance"][null_sel],
         ref_pred[null_sel],
         ref_unc[null_sel],
         len(classes),
         quantile=null_quantile,
+        absent_distance=absent[ok_absent],
+        absent_codes=ref_codes[ok_absent],
     )
     if null is not None:  # thresholds of a larger reference (controls reuse the full reference's null)
         given = dict(zip(null["labels"], np.asarray(null["distance_thresholds"], dtype=float), strict=True))
@@ -628,7 +661,7 @@ def map_to_reference(
     dist[query_idx] = res["query_distance"]
     pred = probs.argmax(axis=1)
     unc = label_uncertainty(probs)
-    novel = flag_novel(dist, pred, unc, thr, unc_thr)
+    novel = flag_novel(dist, pred, unc if uncertainty_novel else np.zeros_like(unc), thr, unc_thr)
     closest = np.array(classes, dtype=object)[pred]
     predicted = np.where(novel, NOVEL, closest)
     obs = adata.obs
@@ -665,6 +698,9 @@ def map_to_reference(
             "stage_key": stage_key or "",
             "null_quantile": null_quantile,
             "smooth_neighbors": smooth_neighbors,
+            "uncertainty_novel": uncertainty_novel,
+            "novel_rule": "distance of the neighbourhood-averaged position to the reference > max(donor-null "
+            "quantile of the closest type, median held-out-type distance of that type)",
             "random_state": random_state,
         },
         "labels": list(classes),
@@ -884,6 +920,7 @@ class _Reference:
                     self.cells[(c, d)] = idx
                     self.pb[(c, d)] = _sum_rows(x, idx)
         self.hsc_label = hsc_label
+        self.identity_null = 1.0
         self.hsc_genes = np.array([], dtype=int)
         self.hsc_null = 1.0
         if hsc_label in self.classes:
@@ -965,11 +1002,16 @@ def _score_population(
     w_all = np.vstack([np.ones(n), w])  # row 0 = point estimate
     code = pd.Categorical(labels, categories=classes).codes
     conf_code = np.where(confident & (code >= 0), code, -1)
-    onehot = np.zeros((n, len(classes)))
     sel = conf_code >= 0
-    onehot[np.flatnonzero(sel), conf_code[sel]] = 1.0
+    identity_raw = (w_all @ sel.astype(float)) / max(n, 1)
+    # calibrated: 1 = as large a confidently mapped share as held-out in vivo reference cells reach
+    identity = np.minimum(1.0, identity_raw / max(getattr(ref, "identity_null", 1.0), 1e-9))
+    # composition: every non-novel cell counts for its predicted type (novel cells are their own category)
+    mapped_code = np.where(~novel & (code >= 0), code, -1)
+    onehot = np.zeros((n, len(classes)))
+    msel = mapped_code >= 0
+    onehot[np.flatnonzero(msel), mapped_code[msel]] = 1.0
     type_counts = w_all @ onehot  # (B+1) x types
-    identity = type_counts.sum(axis=1) / max(n, 1)
     novel_share = (w_all @ novel.astype(float)) / max(n, 1)
     frac = type_counts / max(n, 1)
     mapped = type_counts.sum(axis=1, keepdims=True)
@@ -1020,6 +1062,7 @@ def _score_population(
 
     parts = {
         "identity": identity,
+        "identity_raw": identity_raw,
         "similarity": similarity,
         "programme": programme,
         "composition": composition,
@@ -1133,6 +1176,7 @@ def scorecard(
     n_genes: int = 2000,
     hsc_label: str | None = None,
     n_bootstrap: int = 200,
+    programme_null: float | None = None,
     key_added: str = "scorecard",
     random_state: int = 0,
     copy: bool = False,
@@ -1169,6 +1213,9 @@ def scorecard(
         Reference label of HSCs (default: the shortest label containing "HSC").
     n_bootstrap
         Bootstrap replicates of each CI.
+    programme_null
+        Donor-to-donor HSC programme completeness to scale by (default: computed from this reference's donors,
+        1 with a single donor); :func:`controls` passes the full reference's value.
     key_added
         ``uns`` key: ``uns[key_added]["table"]`` (one row per sample), ``["composition"]`` (sample x type),
         ``["params"]``.
@@ -1220,12 +1267,16 @@ def scorecard(
         hsc_label=hsc,
         seed=random_state,
     )
+    if programme_null is not None:
+        ref_prog.hsc_null = float(programme_null)
     obs = adata.obs
     pred = obs["predicted_label"].astype(str).to_numpy()
     confident = (~obs["novel"].to_numpy().astype(bool)) & (
         obs["label_confidence"].to_numpy() >= min_confidence
     )
     novel = obs["novel"].to_numpy().astype(bool)
+    # the identity null: share of (cross-validated) reference cells mapped confidently
+    ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
     stage = obs["closest_stage"].astype(str).to_numpy() if "closest_stage" in obs else None
     samples = [
         s
@@ -1322,7 +1373,7 @@ def _scorecard_columns(table: pd.DataFrame) -> list[str]:
         "fidelity_index_ci_low",
         "fidelity_index_ci_high",
     ]
-    for p in (*PARTS, "jsd", "novel_share"):
+    for p in (*PARTS, "identity_raw", "jsd", "novel_share"):
         first += [p, f"{p}_ci_low", f"{p}_ci_high"]
     first += ["programme_source", "closest_stage", "closest_stage_share", "confounded"]
     return [c for c in first if c in table] + [c for c in table if c not in first]
@@ -1485,6 +1536,17 @@ def controls(
         random_state=random_state,
     )
     full_null = full.uns["fidelity"]
+    # HSC programme: the donor-to-donor null of the full reference (a held-out donor leaves one donor only)
+    x_full = _counts(ref, layer)
+    prog_null = _Reference(
+        x_full,
+        labels,
+        donors,
+        classes,
+        min_cells=min_cells,
+        hsc_label=_hsc_label(classes, hsc_label),
+        seed=random_state,
+    ).hsc_null
     rows = []
     for k, d in enumerate(donor_list[:5]):
         for kind in ("positive", "negative"):
@@ -1527,6 +1589,7 @@ def controls(
                 n_genes=n_genes,
                 hsc_label=hsc_label,
                 n_bootstrap=n_bootstrap,
+                programme_null=prog_null,
                 random_state=random_state + k,
             )
             row = work.uns["scorecard"]["table"].iloc[0].to_dict()
@@ -1593,6 +1656,7 @@ def pseudobulk_de(
     min_cells: int = 10,
     top_n: int = 25,
     min_confidence: float = 0.5,
+    max_genes: int = 1000,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """pydeseq2 per query sample and matched type: the sample's pseudobulk vs the in vivo donors' pseudobulks.
@@ -1620,6 +1684,10 @@ def pseudobulk_de(
         Genes kept per direction (``missing``: lower in the query; ``extra``: higher).
     min_confidence
         Label probability needed to use a cell.
+    max_genes
+        Genes tested per type: the most expressed ones over all pseudobulks of the comparison (an
+        independent filter on mean expression, blind to the condition labels, as DESeq2's own independent
+        filtering), which bounds the pydeseq2 run time.
     random_state
         Seed (unused by pydeseq2's deterministic fit, recorded for provenance).
 
@@ -1691,6 +1759,9 @@ def pseudobulk_de(
                 np.rint(np.vstack(pbs)).astype(np.int64), index=names, columns=adata.var_names.astype(str)
             )
             counts = counts.loc[:, (counts >= 5).sum(axis=0) >= 2]
+            if counts.shape[1] > max_genes:
+                mean_cpm = (counts.div(counts.sum(axis=1), axis=0) * 1e6).mean(axis=0)
+                counts = counts.loc[:, mean_cpm.nlargest(max_genes).index]
             meta = pd.DataFrame({"condition": ["query"] + ["invivo"] * (len(pbs) - 1)}, index=names)
             try:
                 dds = DeseqDataSet(
@@ -1960,8 +2031,15 @@ def _joint_with_reference(
 
     xr = r.X[:, hv]
     mean = np.asarray(xr.mean(axis=0)).ravel()
-    svd = TruncatedSVD(n_components=min(n_comps, int(hv.sum()) - 1), random_state=seed).fit(xr - mean)
-    joint.obsm["X_integrated"] = (joint.X[:, hv] - mean) @ svd.components_.T
+    n_comps = min(n_comps, int(hv.sum()) - 1)
+    svd = TruncatedSVD(n_components=n_comps, random_state=seed).fit(np.asarray(xr - mean))
+    # project in chunks: only a block of cells x highly variable genes is densified at a time
+    xj = sp.csr_matrix(joint.X)[:, hv]
+    emb = np.zeros((joint.n_obs, n_comps))
+    for start in range(0, joint.n_obs, 5000):
+        block = np.asarray(xj[start : start + 5000].todense()) - mean
+        emb[start : start + 5000] = block @ svd.components_.T
+    joint.obsm["X_integrated"] = emb
     return joint
 
 
@@ -1983,7 +2061,9 @@ def run_fidelity(
 
     Reference (first that applies): ``settings["reference"]`` (an h5ad with counts and labels), the in vivo
     samples of the sheet (``reference_label``), the built-in HematoMap profiles (human only).
-    Method ``auto`` = scANVI surgery with an external reference, kNN in ``X_integrated`` otherwise.
+    Method ``auto`` = kNN (in ``X_integrated``, or in a PCA fitted on an external reference); ``scanvi``
+    (scVI/scANVI + scArches surgery) is opt-in: at the epochs affordable on a CPU its surgery latent pulled
+    off-target states onto the reference in the tests, so it is not the default.
     """
     import hscseq.fidelity as fid
 
@@ -2018,7 +2098,7 @@ def run_fidelity(
         )
         work = _joint_with_reference(adata, ref, seed=cfg["seed"])
         stage_key = "stage" if cfg.get("reference_stage_key") else None
-        method = "scanvi" if method == "auto" else method
+        method = "knn" if method == "auto" else method
         source = f"reference h5ad {external}"
     elif has_sheet_ref:
         method = "knn" if method == "auto" else method
@@ -2081,6 +2161,7 @@ def run_fidelity(
             min_cells=cfg["de_min_cells"],
             top_n=cfg["de_top_n"],
             min_confidence=cfg["min_confidence"],
+            max_genes=cfg["de_max_genes"],
             random_state=cfg["seed"],
         )
     for _, r in table.iterrows():
@@ -2132,11 +2213,11 @@ def run_fidelity(
         "label_uncertainty",
         "novel",
         "closest_label",
-        "hsc_score",
-        "hsc_like",
+        "reference_distance",
     ]
     cell_cols += ["closest_stage"] if "closest_stage" in adata.obs else []
-    cell_cols += sorted(c for c in adata.obs if c.startswith("score_"))
+    # every score-stage column: hsc_score*, hsc_like*, score_*, ontogeny*
+    cell_cols += [c for c in adata.obs if c.startswith(("hsc_score", "hsc_like", "score_", "ontogeny"))]
     cell_table = adata.obs[[c for c in cell_cols if c in adata.obs]].copy()
     cell_table.insert(0, "cell_id", adata.obs_names)
     write_table(cell_table, cells, index=False)
