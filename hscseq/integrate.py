@@ -129,14 +129,14 @@ def normalize(
     return adata if copy else None
 
 
-def excluded_mask(adata: ad.AnnData, exclude_genes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Genes of ``adata`` matching ``exclude_genes`` and the requested names that matched nothing.
+def excluded_mask(adata: ad.AnnData, *, genes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Genes of ``adata`` matching ``genes`` and the requested names that matched nothing.
 
     Matching is case-insensitive against var_names, ``var["gene_symbol"]`` and ``var["gene_id"]`` so that a
     list given as human symbols (``GATA2``) or Ensembl IDs also hits mouse genes (``Gata2``) where the symbols
     agree up to case.
     """
-    wanted = {str(g).strip().upper() for g in exclude_genes if str(g).strip()}
+    wanted = {str(g).strip().upper() for g in genes if str(g).strip()}
     mask = np.zeros(adata.n_vars, dtype=bool)
     hit: set[str] = set()
     columns = [pd.Index(adata.var_names)]
@@ -207,11 +207,13 @@ def select_features(
             f"layers[{layer!r}] with raw counts is missing.",
             fix="call hscseq.integrate.normalize first (it keeps the counts in a layer).",
         )
-    excluded, missing = excluded_mask(adata, exclude_genes)
+    excluded, missing = excluded_mask(adata, genes=exclude_genes)
     if missing:
         logger.warning("exclude_genes not found among the measured genes: %s", ", ".join(missing))
     adata.var["hscseq_excluded"] = excluded
-    cycling = excluded_mask(adata, cell_cycle_genes())[0] if exclude_cell_cycle else np.zeros_like(excluded)
+    cycling = (
+        excluded_mask(adata, genes=cell_cycle_genes())[0] if exclude_cell_cycle else np.zeros_like(excluded)
+    )
     candidates = ~excluded & ~cycling & (np.asarray((adata.layers[layer] > 0).sum(axis=0)).ravel() > 0)
     n_keep = int(min(n_top_genes, candidates.sum()))
     use_batch = batch_key if batch_key and adata.obs[batch_key].nunique() > 1 else None
