@@ -1,28 +1,34 @@
 rule report:
     input:
         final="results/anndata/integrated.h5ad",
-        cells="results/tables/cells.tsv.gz",
-        qc_summary="results/tables/qc_summary.tsv",
         scorecard="results/tables/scorecard.tsv",
+        fidelity_controls="results/tables/fidelity_controls.tsv",
         composition="results/tables/composition.tsv",
+        timecourse="results/tables/timecourse.tsv",
         hsc_programme="results/tables/hsc_programme.tsv",
+        hsc_missing_genes="results/tables/hsc_missing_genes.tsv",
+        signature_coverage="results/tables/signature_coverage.tsv",
+        de="results/tables/de.tsv",
+        qc_summary="results/tables/qc_summary.tsv",
+        integration_metrics="results/tables/integration_metrics.tsv",
         markers="results/tables/markers.tsv",
         qc_figures=expand("results/qc/{sample}.png", sample=SAMPLE_NAMES),
         figures=[
-            "results/figures/umap.png",
-            "results/figures/scores.png",
             "results/figures/fidelity.png",
+            "results/figures/scores.png",
+            "results/figures/umap.png",
+            "results/figures/markers_dotplot.png",
         ],
     output:
         html="results/report.html",
+    params:
+        settings=stage_settings("report"),
+        samples=SAMPLES.to_dict(orient="records"),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     conda:
         "../envs/hscseq.yaml"
-    params:
-        settings=stage_settings("report"),
-        samples=SAMPLES.to_dict(orient="records"),
     script:
         "../scripts/report.py"

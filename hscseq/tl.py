@@ -1,0 +1,24 @@
+"""Tools (scanpy-style ``tl``): integration, clustering, signature scoring, reference mapping, scorecard.
+
+The functions are defined in the stage modules (:mod:`hscseq.integrate`, :mod:`hscseq.cluster`,
+:mod:`hscseq.score`, :mod:`hscseq.fidelity`); this namespace gathers them.
+"""
+
+from hscseq.cluster import cluster, marker_genes
+from hscseq.fidelity import map_to_profiles, map_to_reference, scorecard
+from hscseq.integrate import integrate, integration_metrics
+from hscseq.score import hsc_likeness, missing_programme, primitive_vs_definitive, score_signatures
+
+__all__ = [
+    "cluster",
+    "hsc_likeness",
+    "integrate",
+    "integration_metrics",
+    "map_to_profiles",
+    "map_to_reference",
+    "marker_genes",
+    "missing_programme",
+    "primitive_vs_definitive",
+    "score_signatures",
+    "scorecard",
+]

@@ -1,0 +1,58 @@
+"""The public API follows the scanpy conventions the house style promises."""
+
+import inspect
+import re
+
+import pytest
+
+import hscseq
+from hscseq import pl, pp, tl
+
+PUBLIC = [(ns.__name__, name, getattr(ns, name)) for ns in (pp, tl) for name in ns.__all__]
+
+
+@pytest.mark.parametrize(("namespace", "name", "func"), PUBLIC, ids=[f"{n}.{f}" for n, f, _ in PUBLIC])
+def test_scanpy_style_signature(namespace, name, func):
+    params = list(inspect.signature(func).parameters.values())
+    assert params[0].name in ("adata", "adatas"), f"{namespace}.{name}: first argument must be adata"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert len(positional) <= 2, f"{namespace}.{name}: options after adata must be keyword-only"
+    for p in params[1:]:
+        if p.kind is p.KEYWORD_ONLY:
+            continue
+        assert p.default is inspect.Parameter.empty, f"{namespace}.{name}: {p.name} has a default: make it *"
+    if "copy" in inspect.signature(func).parameters:
+        assert inspect.signature(func).parameters["copy"].default is False
+    # like scanpy's normalize_total / highly_variable_genes, functions that only rewrite X or var have no key
+    writes_x_or_var = ("normalize", "select_features")
+    if params[0].name == "adata" and name not in writes_x_or_var:
+        assert "key_added" in inspect.signature(func).parameters, f"{namespace}.{name}: no key_added"
+
+
+@pytest.mark.parametrize(("namespace", "name", "func"), PUBLIC, ids=[f"{n}.{f}" for n, f, _ in PUBLIC])
+def test_numpydoc_docstring_without_types(namespace, name, func):
+    doc = inspect.getdoc(func) or ""
+    assert "Parameters\n----------" in doc, f"{namespace}.{name}: numpydoc Parameters section"
+    params = [p for p in inspect.signature(func).parameters if p not in ("copy",)]
+    for p in params:
+        assert re.search(rf"^{p}\b", doc, re.M), f"{namespace}.{name}: parameter {p} undocumented"
+        assert not re.search(rf"^{p} : ", doc, re.M), f"{namespace}.{name}: types go in the signature only"
+
+
+def test_copy_false_returns_none_and_copy_true_returns_a_new_object(demo_small):
+    adata = demo_small["invivo_donor1"].copy()
+    assert pp.qc_metrics(adata, species="mouse") is None
+    assert "total_counts" in adata.obs
+    fresh = demo_small["invivo_donor1"].copy()
+    out = pp.qc_metrics(fresh, species="mouse", copy=True)
+    assert out is not fresh
+    assert "total_counts" in out.obs
+    assert "total_counts" not in fresh.obs
+
+
+def test_lazy_namespaces():
+    assert hscseq.tl is tl
+    assert hscseq.pl is pl
+    assert callable(hscseq.read_sample)
+    with pytest.raises(AttributeError):
+        _ = hscseq.not_a_module
