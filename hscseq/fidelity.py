@@ -5,8 +5,9 @@ organoid sample. Every part is in [0, 1], carries a bootstrap 95% CI (cells resa
 within the sample), and is calibrated against the in vivo reference itself:
 
 ``identity`` (I)
-    Share of the sample's cells confidently mapped to a reference cell type: not ``novel`` and with a label
-    probability of at least ``min_confidence``.
+    Share of the sample's cells confidently mapped to a reference cell type (not ``novel``, label probability
+    of at least ``min_confidence``), divided by the same share among held-out (cross-validated) reference
+    cells and capped at 1: ``I = 1`` means "as confidently mapped as a real donor's cells".
 ``similarity`` (S)
     Per matched type ``t``: ``S_t = min(1, d_null / d_query)`` with ``d = 1 - Pearson r`` of log-CPM
     pseudobulks over informative genes. ``d_query`` compares the sample's type-``t`` pseudobulk with each in
@@ -19,9 +20,10 @@ within the sample), and is calibrated against the in vivo reference itself:
     against every other in vivo cell) of ``min(1, (CPM_sample + 1) / (CPM_in_vivo + 1))`` in the cells
     mapped to the HSC type (0 when no cell maps to HSC).
 ``composition`` (C)
-    ``1 - JSD`` (Jensen-Shannon divergence, base 2) between the sample's type composition (confidently
-    mapped cells) and the in vivo composition; per-type log2 fold changes with CIs are in the composition
-    table.
+    ``1 - JSD`` (Jensen-Shannon divergence, base 2) between the sample's type composition and the in vivo
+    composition. The composition counts every non-novel cell for its predicted type (confident or not);
+    novel cells are their own category in the composition table and are left out of the JSD (they already
+    lower ``identity``). Per-type log2 fold changes with CIs are in the composition table.
 ``novel_share``
     Share of cells flagged ``novel`` (reported, not part of the index: it is already inside ``identity``).
 
@@ -33,11 +35,16 @@ reference. The positive control (an in vivo donor held out and scored as a query
 the negative control (a reference type held out of the reference and scored as a query) ``F <= 0.2``.
 
 Novelty: the reference is split into folds (one per donor when there are at least two, otherwise random
-folds); every reference cell is mapped with its own fold held out. The distribution of held-out distances to
-the k nearest reference neighbours (per predicted type) and of label uncertainties gives the null; a query
-cell whose distance exceeds the ``null_quantile`` of its predicted type's null, or whose uncertainty exceeds
-the null's quantile, is ``novel`` and gets the label ``"novel"`` (its nearest type stays in
-``closest_label``).
+folds). Every cell's position in the shared latent is first averaged with its 15 nearest cells of the same
+sample (reference cells: of the same fold), which removes per-cell sampling noise; distances are measured
+between these neighbourhood positions (mean distance to the k nearest reference positions). Two nulls come
+from the held-out folds: the *held-out donor* null (reference cells against the other donors) and the
+*held-out type* null (reference cells of type ``c`` against the other donors with type ``c`` removed: where a
+whole cell type absent from the reference would sit). A query cell is ``novel`` when its distance exceeds
+both the ``null_quantile`` of the donor null of its closest type and the median of that type's held-out-type
+null; it then gets the label ``"novel"`` (its nearest type stays in ``closest_label``). Label uncertainty
+(``1 - kNN vote share``) is reported per cell and decides "confidently mapped", but by default does not make
+a cell novel (an intermediate between two reference types is uncertain without being absent).
 """
 
 from __future__ import annotations
@@ -1177,6 +1184,7 @@ def scorecard(
     hsc_label: str | None = None,
     n_bootstrap: int = 200,
     programme_null: float | None = None,
+    null_source: ad.AnnData | None = None,
     key_added: str = "scorecard",
     random_state: int = 0,
     copy: bool = False,
@@ -1216,6 +1224,11 @@ def scorecard(
     programme_null
         Donor-to-donor HSC programme completeness to scale by (default: computed from this reference's donors,
         1 with a single donor); :func:`controls` passes the full reference's value.
+    null_source
+        Reference cells (same genes, ``layers[layer]``, labels in ``obs[reference_label]``, donors in
+        ``obs["donor"]``) whose donor-to-donor similarity nulls replace this reference's (:func:`controls`
+        passes the full reference: with one donor held out, a single donor is left and its split-half null
+        would lack the donor shift).
     key_added
         ``uns`` key: ``uns[key_added]["table"]`` (one row per sample), ``["composition"]`` (sample x type),
         ``["params"]``.
@@ -1269,6 +1282,19 @@ def scorecard(
     )
     if programme_null is not None:
         ref_prog.hsc_null = float(programme_null)
+    if null_source is not None:
+        n_lab = null_source.obs[ref_key].astype(str).to_numpy()
+        n_don = _donor_column(null_source, np.ones(null_source.n_obs, bool))
+        ref_null = _Reference(
+            _counts(null_source, layer)[:, genes],
+            n_lab,
+            n_don,
+            classes,
+            min_cells=min_cells,
+            hsc_label=None,
+            seed=random_state,
+        )
+        ref_sim.donor_null = ref_null.donor_null
     obs = adata.obs
     pred = obs["predicted_label"].astype(str).to_numpy()
     confident = (~obs["novel"].to_numpy().astype(bool)) & (
@@ -1536,6 +1562,9 @@ def controls(
         random_state=random_state,
     )
     full_null = full.uns["fidelity"]
+    null_ref = ref.copy()
+    null_ref.obs["donor"] = donors
+    null_ref.obs["_ref"] = labels  # the label column the control objects use
     # HSC programme: the donor-to-donor null of the full reference (a held-out donor leaves one donor only)
     x_full = _counts(ref, layer)
     prog_null = _Reference(
@@ -1590,6 +1619,7 @@ def controls(
                 hsc_label=hsc_label,
                 n_bootstrap=n_bootstrap,
                 programme_null=prog_null,
+                null_source=null_ref,
                 random_state=random_state + k,
             )
             row = work.uns["scorecard"]["table"].iloc[0].to_dict()
