@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "n_mads": 5.0,
     "mito_n_mads": 3.0,
     "mito_max_pct": 20.0,
+    "mito_scale": "log",
     "min_counts": None,
     "max_counts": None,
     "min_genes": None,
@@ -70,10 +71,13 @@ DEFAULTS: dict[str, Any] = {
     "max_removed_fraction": 0.5,
     "continue_on_excess_removal": False,
     "doublet_methods": ["scrublet", "solo"],
-    "doublet_rule": "intersection",
+    "doublet_rule": "rank",
     "expected_doublet_rate": None,
     "doublet_rate_per_1000_cells": 0.008,
     "solo_max_epochs": 100,
+    "scrublet_n_prin_comps": 10,
+    "scrublet_log_transform": True,
+    "scrublet_sim_doublet_ratio": 4.0,
     "remove_doublets": True,
     "min_cell_cycle_genes": 10,
     "cell_cycle_phase_rule": "otsu",
@@ -81,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "per_sample": {},
 }
 
-DOUBLET_RULES = ("union", "intersection", "scrublet", "solo")
+DOUBLET_RULES = ("rank", "union", "intersection", "scrublet", "solo")
 
 #: Simulated doublets per cell in SOLO's training set (scvi-tools' default, used in :func:`_run_solo`).
 SOLO_DOUBLET_RATIO = 2
@@ -238,6 +242,7 @@ def adaptive_thresholds(
     n_mads: float = 5.0,
     mito_n_mads: float = 3.0,
     mito_max_pct: float = 20.0,
+    mito_scale: str = "log",
     min_counts: float | None = None,
     max_counts: float | None = None,
     min_genes: float | None = None,
@@ -249,8 +254,12 @@ def adaptive_thresholds(
     """Per-sample adaptive thresholds and a flag per cell and criterion.
 
     Counts and genes: ``exp(median(log1p x) -/+ n_mads * MAD(log1p x)) - 1``. Mitochondrial %:
-    ``min(median + mito_n_mads * MAD, mito_max_pct)``. Any explicit ``min_*``/``max_*`` value replaces the
-    adaptive one. Run :func:`qc_metrics` first.
+    ``min(median + mito_n_mads * MAD, mito_max_pct)``, by default on the ``log1p`` scale like counts and
+    genes (``mito_scale="log"``): the % mito of intact cells is right-skewed (a proportion of a few counts),
+    so on the linear scale median + 3 MADs cuts into the intact cells' upper tail (on the simulator ~0.7% of
+    intact cells, as many as half the planted damaged cells in a small sample), while damaged cells sit
+    far above either bound. Any explicit ``min_*``/``max_*`` value replaces the adaptive one. Run
+    :func:`qc_metrics` first.
 
     Adds boolean ``obs`` columns ``qc_low_counts``, ``qc_high_counts``, ``qc_low_genes``, ``qc_high_genes``,
     ``qc_high_pct_mt`` (True = fails), and ``uns[key_added]`` with ``thresholds`` (the values used),
@@ -266,6 +275,8 @@ def adaptive_thresholds(
         MADs above the median % mitochondrial counts.
     mito_max_pct
         Absolute cap of the mitochondrial threshold (%).
+    mito_scale
+        ``"log"`` (median and MAD of ``log1p`` % mito) or ``"linear"`` (of % mito itself).
     min_counts
         Fixed lower bound on total counts (replaces the adaptive one).
     max_counts
@@ -294,7 +305,13 @@ def adaptive_thresholds(
     mt = adata.obs["pct_counts_mt"].to_numpy(dtype=np.float64)
     lo_c, hi_c = (float(np.expm1(b)) for b in mad_bounds(np.log1p(counts), n_mads))
     lo_g, hi_g = (float(np.expm1(b)) for b in mad_bounds(np.log1p(genes), n_mads))
-    mt_upper = min(mad_bounds(mt, mito_n_mads)[1], float(mito_max_pct))
+    if mito_scale not in ("log", "linear"):
+        raise input_error(f"unknown mito_scale {mito_scale!r}.", fix="use 'log' or 'linear'.")
+    if mito_scale == "log":
+        mt_adaptive = float(np.expm1(mad_bounds(np.log1p(mt), mito_n_mads)[1]))
+    else:
+        mt_adaptive = mad_bounds(mt, mito_n_mads)[1]
+    mt_upper = min(mt_adaptive, float(mito_max_pct))
     adaptive = {
         "min_counts": lo_c,
         "max_counts": hi_c,
@@ -323,6 +340,7 @@ def adaptive_thresholds(
             "n_mads": float(n_mads),
             "mito_n_mads": float(mito_n_mads),
             "mito_max_pct": float(mito_max_pct),
+            "mito_scale": mito_scale,
             **{k: float(v) for k, v in given.items() if v is not None},
         },
     }
@@ -474,8 +492,100 @@ def combine_doublet_calls(calls: Mapping[str, np.ndarray], *, rule: str = "inter
     return stack.all(axis=0) if rule == "intersection" else stack.any(axis=0)
 
 
-def _run_scrublet(adata: ad.AnnData, *, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Scrublet through scanpy on raw counts; threshold by :func:`bimodal_threshold` on simulated scores."""
+def rank_doublet_score(scores: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Combined doublet score: the mean over methods of each cell's percentile rank (0-1] in that method.
+
+    Scores of different methods are not on one scale (Scrublet: a share of simulated-doublet neighbours
+    around 0.05-0.3; SOLO: a probability); ranks put them on one. Ties take their mean rank; NaN scores
+    rank lowest.
+
+    Parameters
+    ----------
+    scores
+        Method name -> score per cell (higher = more doublet-like).
+
+    Returns
+    -------
+    The mean percentile rank per cell.
+    """
+    from scipy.stats import rankdata
+
+    if not scores:
+        msg = "no doublet scores to combine"
+        raise ValueError(msg)
+    ranks = []
+    for values in scores.values():
+        v = np.asarray(values, dtype=np.float64)
+        v = np.where(np.isfinite(v), v, -np.inf)
+        ranks.append(rankdata(v, method="average") / v.size)
+    return np.mean(ranks, axis=0)
+
+
+def rank_call_count(n_cells: int, scrublet_info: Mapping[str, Any] | None, *, expected_rate: float) -> int:
+    """How many cells the ``"rank"`` rule calls doublets.
+
+    With Scrublet: midway between Scrublet's own call count (``called = rate_hat * detectable * n``, the
+    doublets Scrublet alone can see) and its estimate of all doublets (``rate_hat * n``, including
+    doublets of near-identical cells that no expression-based method can see). The consensus of two
+    methods sees more doublets than Scrublet alone, never the near-identical ones; the midpoint is the
+    documented compromise (on the simulator it keeps precision >= 0.9 where ``rate_hat * n`` falls to
+    ~0.8). Without Scrublet: ``expected_rate * n``.
+
+    Parameters
+    ----------
+    n_cells
+        Cells scored.
+    scrublet_info
+        Scrublet's record (``detectable_fraction``, ``estimated_rate``), or ``None``.
+    expected_rate
+        Prior doublet rate (used without Scrublet).
+
+    Returns
+    -------
+    The number of cells to call.
+    """
+    if scrublet_info is None:
+        return round(expected_rate * n_cells)
+    rate_hat = float(scrublet_info["estimated_rate"])
+    detectable = float(scrublet_info["detectable_fraction"])
+    return round(n_cells * rate_hat * (1.0 + detectable) / 2.0)
+
+
+def top_calls(score: np.ndarray, n_call: int) -> np.ndarray:
+    """Boolean mask of the ``n_call`` highest scores (ties at the cut broken by order).
+
+    Parameters
+    ----------
+    score
+        One score per cell.
+    n_call
+        Number of cells to call.
+
+    Returns
+    -------
+    True for the called cells.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    n_call = int(np.clip(n_call, 0, score.size))
+    called = np.zeros(score.size, dtype=bool)
+    called[np.argsort(-score, kind="stable")[:n_call]] = True
+    return called
+
+
+def _run_scrublet(
+    adata: ad.AnnData,
+    *,
+    rate: float,
+    seed: int,
+    n_prin_comps: int = 10,
+    log_transform: bool = True,
+    sim_doublet_ratio: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Scrublet through scanpy on raw counts; threshold by :func:`otsu_threshold` on simulated scores.
+
+    Besides the calls, returns Scrublet's own estimate of the sample's doublet rate: the share of cells
+    called divided by the share of simulated doublets that are detectable (above the threshold).
+    """
     import scanpy as sc
 
     tmp = ad.AnnData(
@@ -492,6 +602,9 @@ def _run_scrublet(adata: ad.AnnData, *, rate: float, seed: int) -> tuple[np.ndar
             tmp,
             expected_doublet_rate=rate,
             threshold=1.0,
+            n_prin_comps=int(max(2, min(n_prin_comps, tmp.n_obs - 1, tmp.n_vars - 1))),
+            log_transform=bool(log_transform),
+            sim_doublet_ratio=float(sim_doublet_ratio),
             use_approx_neighbors=False,
             random_state=seed,
             verbose=False,
@@ -505,12 +618,29 @@ def _run_scrublet(adata: ad.AnnData, *, rate: float, seed: int) -> tuple[np.ndar
         how = f"top {rate:.1%} of observed scores (simulated scores not bimodal)"
         logger.warning("scrublet: no bimodal threshold; calling the top %.1f%% of cells", 100 * rate)
     calls = scores > threshold
+    detectable = float(np.mean(sim > threshold))
     info = {
         "threshold": float(threshold),
         "threshold_rule": how,
-        "detectable_fraction": float(np.mean(sim > threshold)),
+        "detectable_fraction": detectable,
+        "estimated_rate": float(np.clip(calls.mean() / detectable, 0.0, 1.0)) if detectable > 0 else rate,
+        "n_prin_comps": int(n_prin_comps),
+        "log_transform": bool(log_transform),
+        "sim_doublet_ratio": float(sim_doublet_ratio),
     }
     return scores, calls, info
+
+
+def _batch_size(n_obs: int, *, train_size: float = 0.9, batch_size: int = 128) -> int:
+    """scvi-tools' batch size, lowered until the last training batch is not 1-2 cells.
+
+    scvi-tools otherwise moves those cells to the validation set with a warning (a tiny last batch breaks
+    batch normalisation); which sample sizes trigger it is arbitrary (e.g. 427 cells).
+    """
+    n_train = int(np.ceil(train_size * n_obs))
+    while batch_size > 16 and n_train % batch_size in (1, 2):
+        batch_size -= 1
+    return batch_size
 
 
 def _run_solo(adata: ad.AnnData, *, max_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -531,9 +661,19 @@ def _run_solo(adata: ad.AnnData, *, max_epochs: int, seed: int) -> tuple[np.ndar
         tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
     scvi.model.SCVI.setup_anndata(tmp)
     vae = scvi.model.SCVI(tmp, n_latent=10)
-    vae.train(max_epochs=max_epochs, enable_progress_bar=False, accelerator="cpu")
+    vae.train(
+        max_epochs=max_epochs,
+        enable_progress_bar=False,
+        accelerator="cpu",
+        batch_size=_batch_size(tmp.n_obs),
+    )
     solo = scvi.external.SOLO.from_scvi_model(vae, doublet_ratio=SOLO_DOUBLET_RATIO)
-    solo.train(max_epochs=max_epochs, enable_progress_bar=False, accelerator="cpu")
+    solo.train(
+        max_epochs=max_epochs,
+        enable_progress_bar=False,
+        accelerator="cpu",
+        batch_size=_batch_size(solo.adata.n_obs),
+    )
     import warnings
 
     with warnings.catch_warnings():
@@ -561,10 +701,13 @@ def detect_doublets(
     adata: ad.AnnData,
     *,
     methods: Sequence[str] = ("scrublet", "solo"),
-    rule: str = "intersection",
+    rule: str = "rank",
     expected_rate: float | None = None,
     rate_per_1000_cells: float = 0.008,
     solo_max_epochs: int = 100,
+    scrublet_n_prin_comps: int = 10,
+    scrublet_log_transform: bool = True,
+    scrublet_sim_doublet_ratio: float = 4.0,
     threads: int = 1,
     random_state: int = 0,
     key_added: str = "doublets",
@@ -580,9 +723,26 @@ def detect_doublets(
     the call is a doublet probability > 0.5 once its 2:1 training prior is removed. The two are
     independent (kNN on PCA vs. a neural classifier on
     a generative model). ``expected_rate`` (default: from the number of cells, see
-    :func:`expected_doublet_rate`) sets Scrublet's prior. Calls are combined by :func:`combine_doublet_calls`.
+    :func:`expected_doublet_rate`) sets Scrublet's prior.
 
-    Adds to ``obs``: ``doublet_score`` (the score of the first method run), ``<method>_score`` and
+    Scrublet's defaults for small samples: 10 principal components (not 30; a sample of a few hundred
+    to a few thousand blood cells has about ten cell states, and extra components add noise to the kNN),
+    log-transformed normalised counts and 4 simulated doublets per cell (a denser reference of simulated
+    doublets for small samples). On the simulator (demo at half scale, 3 seeds) this raised Scrublet's
+    AUC of planted doublets from ~0.91 to ~0.95.
+
+    Combination rules. ``"rank"`` (default): each cell's combined score is the mean of its percentile
+    ranks in the methods' scores (:func:`rank_doublet_score`), and the cells called are the top
+    ``n`` by that score, with ``n`` from the sample's own data (:func:`rank_call_count`): midway between
+    Scrublet's call count at its threshold and its estimate of all doublets; without Scrublet,
+    ``expected_rate`` times the cells. The
+    two methods err on different singlets, so the mean rank separates doublets better than either
+    (simulator AUC ~0.98 vs ~0.93-0.95) while the count stays anchored on Scrublet's calibrated threshold
+    rather than on SOLO's probabilities, which over-call on small samples. The other rules combine the
+    per-method boolean calls (:func:`combine_doublet_calls`).
+
+    Adds to ``obs``: ``doublet_score`` (the mean-rank score for ``rule="rank"``, also in
+    ``doublet_rank_score``; else the score of the first method run), ``<method>_score`` and
     ``<method>_doublet`` per method, ``predicted_doublet`` (combined); to ``uns[key_added]``: thresholds,
     rates per method and combined, and ``params``.
 
@@ -593,13 +753,19 @@ def detect_doublets(
     methods
         ``"scrublet"`` and/or ``"solo"``.
     rule
-        How calls are combined: ``"union"``, ``"intersection"``, ``"scrublet"`` or ``"solo"``.
+        How calls are combined: ``"rank"``, ``"union"``, ``"intersection"``, ``"scrublet"`` or ``"solo"``.
     expected_rate
         Expected doublet rate; ``None`` derives it from the number of cells.
     rate_per_1000_cells
         Multiplet rate per 1,000 cells recovered (used when ``expected_rate`` is ``None``).
     solo_max_epochs
         Epochs of the scVI model and of the SOLO classifier.
+    scrublet_n_prin_comps
+        Principal components of Scrublet's kNN graph (capped by the sample size).
+    scrublet_log_transform
+        Log-transform the normalised counts before Scrublet's PCA.
+    scrublet_sim_doublet_ratio
+        Simulated doublets per cell in Scrublet.
     threads
         CPU threads for torch (SOLO).
     random_state
@@ -632,7 +798,14 @@ def detect_doublets(
     first_score = None
     for method in dict.fromkeys(methods):
         if method == "scrublet":
-            scores, called, meta = _run_scrublet(adata, rate=rate, seed=random_state)
+            scores, called, meta = _run_scrublet(
+                adata,
+                rate=rate,
+                seed=random_state,
+                n_prin_comps=scrublet_n_prin_comps,
+                log_transform=scrublet_log_transform,
+                sim_doublet_ratio=scrublet_sim_doublet_ratio,
+            )
         else:
             scores, called, meta = _with_torch_threads(
                 threads, _run_solo, adata, max_epochs=solo_max_epochs, seed=random_state
@@ -651,7 +824,14 @@ def detect_doublets(
             100 * meta["rate"],
             meta["threshold"],
         )
-    combined = combine_doublet_calls(calls, rule=rule)
+    if rule == "rank":
+        combined_score = rank_doublet_score({m: adata.obs[f"{m}_score"].to_numpy() for m in calls})
+        n_call = rank_call_count(adata.n_obs, info.get("scrublet"), expected_rate=rate)
+        combined = top_calls(combined_score, n_call)
+        adata.obs["doublet_rank_score"] = combined_score
+        first_score = combined_score
+    else:
+        combined = combine_doublet_calls(calls, rule=rule)
     adata.obs["doublet_score"] = first_score
     adata.obs["predicted_doublet"] = combined
     agree = float(np.mean(calls["scrublet"] == calls["solo"])) if len(calls) == 2 else float("nan")
@@ -667,6 +847,9 @@ def detect_doublets(
             "expected_rate": float(rate),
             "rate_per_1000_cells": float(rate_per_1000_cells),
             "solo_max_epochs": int(solo_max_epochs),
+            "scrublet_n_prin_comps": int(scrublet_n_prin_comps),
+            "scrublet_log_transform": bool(scrublet_log_transform),
+            "scrublet_sim_doublet_ratio": float(scrublet_sim_doublet_ratio),
             "random_state": int(random_state),
         },
     }
@@ -1113,6 +1296,7 @@ def run_qc(
         n_mads=opts["n_mads"],
         mito_n_mads=opts["mito_n_mads"],
         mito_max_pct=opts["mito_max_pct"],
+        mito_scale=str(opts["mito_scale"]),
         min_counts=opts["min_counts"],
         max_counts=opts["max_counts"],
         min_genes=opts["min_genes"],
@@ -1139,10 +1323,14 @@ def run_qc(
             rule=opts["doublet_rule"],
             expected_rate=rate,
             solo_max_epochs=int(opts["solo_max_epochs"]),
+            scrublet_n_prin_comps=int(opts["scrublet_n_prin_comps"]),
+            scrublet_log_transform=bool(opts["scrublet_log_transform"]),
+            scrublet_sim_doublet_ratio=float(opts["scrublet_sim_doublet_ratio"]),
             threads=threads,
             random_state=int(opts["seed"]),
         )
-        for col in ["doublet_score", "predicted_doublet"] + [
+        extra = ["doublet_rank_score"] if "doublet_rank_score" in sub.obs else []
+        for col in ["doublet_score", "predicted_doublet", *extra] + [
             f"{m}_{k}" for m in methods for k in ("score", "doublet")
         ]:
             values = sub.obs[col].to_numpy()
@@ -1206,6 +1394,7 @@ _CELL_COLUMNS = (
     "pct_counts_hb",
     "complexity",
     "doublet_score",
+    "doublet_rank_score",
     "scrublet_score",
     "solo_score",
     "scrublet_doublet",
@@ -1356,7 +1545,7 @@ def _save_figure(
             label=["singlet", "doublet (combined call)"],
         )
         ax.legend(fontsize=8)
-    ax.set_xlabel("doublet score (first method)")
+    ax.set_xlabel("doublet score (mean rank of the methods, or the first method's score)")
     ax.set_ylabel("cells")
     ax = axes[1, 2]
     if obs["S_score"].notna().any():

@@ -24,10 +24,13 @@ from hscseq.qc import (
     filter_cells,
     mad_bounds,
     qc_metrics,
+    rank_call_count,
+    rank_doublet_score,
     resolve_settings,
     run_qc,
     run_qc_summary,
     score_cell_cycle,
+    top_calls,
 )
 
 # SOLO/scvi-tools and lightning emit these on a CPU-only machine with tiny data; they are not ours to fix.
@@ -117,7 +120,12 @@ def test_adaptive_thresholds_overrides_and_mito_cap(toy):
     # every planted damaged cell fails the mitochondrial threshold, (almost) no healthy one does
     lq = out.obs["is_low_quality"].to_numpy()
     assert out.obs["qc_high_pct_mt"][lq].all()
-    assert out.obs["qc_high_pct_mt"][~lq].mean() < 0.02  # median + 3 MADs: ~1% of healthy cells
+    # median + 3 MADs of log1p % mito: at most a few intact cells; on the linear scale the right-skewed
+    # % mito of intact cells puts ~1% of them above median + 3 MADs
+    assert out.obs["qc_high_pct_mt"][~lq].mean() < 0.005
+    linear = adaptive_thresholds(toy, mito_scale="linear", copy=True)
+    assert linear.uns["qc_thresholds"]["thresholds"]["max_pct_mt"] < thr["max_pct_mt"]
+    assert linear.obs["qc_high_pct_mt"][lq].all()
     # the absolute cap binds when it is lower than median + 3 MADs
     assert (
         adaptive_thresholds(toy, mito_max_pct=2.0, copy=True).uns["qc_thresholds"]["thresholds"]["max_pct_mt"]
@@ -159,6 +167,18 @@ def test_bimodal_threshold_and_rules():
     assert combine_doublet_calls({"scrublet": a, "solo": b}, rule="solo").tolist() == b.tolist()
     with pytest.raises(HscseqInputError, match="rule"):
         combine_doublet_calls({"scrublet": a}, rule="vote")
+    # the mean-rank score: a cell high in both methods outranks one high in only one
+    scr = np.array([0.30, 0.25, 0.05, 0.02, 0.01, np.nan])
+    solo = np.array([0.99, 0.10, 0.95, 0.20, 0.30, 0.40])
+    combined = rank_doublet_score({"scrublet": scr, "solo": solo})
+    assert combined.argmax() == 0 and combined[0] == pytest.approx(1.0)
+    assert combined[5] < combined[1]  # NaN ranks lowest in that method
+    assert top_calls(combined, 2).tolist() == [True, False, True, False, False, False]
+    assert top_calls(combined, 0).sum() == 0 and top_calls(combined, 99).all()
+    # the rank rule calls midway between Scrublet's count (5% x 0.4 x 1000 = 20) and its estimate (50)
+    scrublet = {"estimated_rate": 0.05, "detectable_fraction": 0.4}
+    assert rank_call_count(1000, scrublet, expected_rate=0.01) == 35
+    assert rank_call_count(1000, None, expected_rate=0.01) == 10
     # 10x loading table: ~0.8% per 1,000 cells recovered
     assert expected_doublet_rate(5000) == pytest.approx(0.04)
     assert expected_doublet_rate(500) == pytest.approx(0.004)
@@ -356,19 +376,22 @@ def test_run_qc_removes_low_quality_cells_and_calls_doublets_precisely(qc_run):
     assert precision >= 0.8, (precision, recall)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 target not reached on the simulator: planted doublets "
-    "(4% in 300-750-cell samples, 4x the 10x rate) are found by Scrublet/SOLO at AUC ~0.93, not "
-    "separable at precision 0.9 and recall 0.8; see the QC report to the integrator",
-)
 def test_issue4_target_precision_09_recall_08(qc_run):
-    """Issue 4: planted low-quality cells and doublets removed with precision >= 0.9, recall >= 0.8."""
+    """Issue 4: planted low-quality cells and doublets removed with precision >= 0.9, recall >= 0.8.
+
+    Evaluated on every planted doublet (not only the detectable ones), over three samples of the demo at
+    half scale: two mouse, one human.
+    """
     cells, _ = qc_run
     removed = ~cells["kept"].to_numpy()
     bad = (cells["is_low_quality"] | cells["is_doublet"]).to_numpy()
     precision, recall = _precision_recall(removed, bad)
     assert precision >= 0.9 and recall >= 0.8, (precision, recall)
+    # the doublet calls alone are mostly right and find most planted doublets
+    dbl = cells["is_doublet"].to_numpy()
+    called = cells["predicted_doublet"].to_numpy(dtype=bool)
+    d_precision, d_recall = _precision_recall(called, dbl)
+    assert d_precision >= 0.8 and d_recall >= 0.5, (d_precision, d_recall)
 
 
 def test_run_qc_excess_removal_names_sample_and_criterion(demo_small, tmp_path):
