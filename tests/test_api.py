@@ -56,3 +56,38 @@ def test_lazy_namespaces():
     assert callable(hscseq.read_sample)
     with pytest.raises(AttributeError):
         _ = hscseq.not_a_module
+
+
+@pytest.mark.filterwarnings("ignore:.*:UserWarning")
+def test_readme_notebook_flow_runs_and_means_something(demo_small):
+    """The README's Python walk-through, on simulated samples (harmony instead of scVI for speed)."""
+    adatas = []
+    for name in ("invivo_donor1", "invivo_donor2", "engineered_7TF"):
+        a = demo_small[name].copy()
+        a.obs_names = [f"{name}:{b}" for b in a.obs_names]
+        a.obs["sample"] = name
+        if a.obs["condition"].iloc[0] == "in_vivo":
+            a.obs["reference_label"] = a.obs["true_cell_type"].to_numpy()
+        pp.qc_metrics(a, species="mouse")
+        pp.adaptive_thresholds(a)
+        pp.detect_doublets(a, methods=("scrublet",))
+        pp.score_cell_cycle(a, species="mouse")
+        adatas.append(pp.filter_cells(a, sample=name, copy=True))
+    adata = pp.merge_samples(adatas, min_shared_genes=500)
+    pp.normalize(adata)
+    pp.select_features(adata, n_top_genes=1000)
+    tl.integrate(adata, method="harmony")
+    tl.cluster(adata)
+    tl.score_signatures(adata, hscseq.score.load_signatures(species="mouse"), n_null=20)
+    tl.hsc_likeness(adata, score_key="score_hsc_native", pval_key="score_hsc_native_p", n_bootstrap=50)
+    tl.map_to_reference(adata)
+    tl.scorecard(adata, n_bootstrap=20)
+    table = adata.uns["scorecard"]["table"]
+    assert list(table["sample"]) == ["engineered_7TF"]
+    assert 0 < float(table["fidelity_index"].iloc[0]) < 0.95
+    obs = adata.obs
+    ref_hsc = obs[(obs["condition"] == "in_vivo") & (obs["true_cell_type"] == "HSC")]
+    off = obs[obs["is_offtarget"].astype(bool)]
+    assert off["score_hsc_native"].median() < ref_hsc["score_hsc_native"].median()
+    assert ref_hsc["hsc_like"].mean() > 0.6
+    assert off["novel"].mean() > 0.8
