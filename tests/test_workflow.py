@@ -166,3 +166,15 @@ def test_unreadable_format_is_refused_at_dag_build(tmp_path):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "esc1" in out and "unknown count-matrix format" in out
+
+
+def test_workflow_files_are_snakefmt_and_ruff_clean(repo):
+    bin_dir = sys.executable.rsplit("/", 1)[0]
+    checks = [
+        [f"{bin_dir}/snakefmt", "--check", "Snakefile", "workflow/rules"],
+        [f"{bin_dir}/ruff", "check", "hscseq", "tests", "workflow/scripts"],
+        [f"{bin_dir}/ruff", "format", "--check", "hscseq", "tests", "workflow/scripts"],
+    ]
+    for cmd in checks:
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"

@@ -15,13 +15,13 @@ rule fidelity:
             caption="../report/fidelity.rst",
             category="Fidelity",
         ),
-    params:
-        settings=stage_settings("fidelity"),
     log:
         "logs/fidelity.log",
     benchmark:
         "benchmarks/fidelity.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("fidelity"),
     script:
         "../scripts/fidelity.py"

@@ -3,14 +3,14 @@ rule ingest:
         counts=sample_path,
     output:
         h5ad="results/ingest/{sample}.h5ad",
-    params:
-        sample=sample_row,
-        settings=stage_settings("ingest"),
     log:
         "logs/ingest/{sample}.log",
     benchmark:
         "benchmarks/ingest/{sample}.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        sample=sample_row,
+        settings=stage_settings("ingest"),
     script:
         "../scripts/ingest.py"

@@ -10,15 +10,15 @@ rule qc:
             caption="../report/qc.rst",
             category="Quality control",
         ),
-    params:
-        sample=sample_row,
-        settings=stage_settings("qc"),
     log:
         "logs/qc/{sample}.log",
     benchmark:
         "benchmarks/qc/{sample}.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        sample=sample_row,
+        settings=stage_settings("qc"),
     script:
         "../scripts/qc.py"
 

@@ -21,14 +21,14 @@ rule report:
         ],
     output:
         html="results/report.html",
-    params:
-        settings=stage_settings("report"),
-        samples=SAMPLES.to_dict(orient="records"),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("report"),
+        samples=SAMPLES.to_dict(orient="records"),
     script:
         "../scripts/report.py"

@@ -11,13 +11,13 @@ rule score:
             caption="../report/scores.rst",
             category="Signatures",
         ),
-    params:
-        settings=stage_settings("score"),
     log:
         "logs/score.log",
     benchmark:
         "benchmarks/score.tsv"
     conda:
         "../envs/hscseq.yaml"
+    params:
+        settings=stage_settings("score"),
     script:
         "../scripts/score.py"
