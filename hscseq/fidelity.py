@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 NOVEL = "novel"
 PARTS = ("identity", "similarity", "programme", "composition")
 DEFAULT_SETTINGS: dict[str, Any] = {
+    "novelty_space": "uncorrected",
     "method": "auto",
     "n_neighbors": 15,
     "n_bootstrap": 200,
@@ -446,12 +447,70 @@ def _scanvi_latent_and_probs(
     return latent, probs, order
 
 
+def uncorrected_pca(
+    adata: ad.AnnData,
+    *,
+    n_comps: int = 20,
+    key_added: str = "X_pca_uncorrected",
+    random_state: int = 0,
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """PCA of the scaled log-normalised highly variable genes, without any batch correction.
+
+    The space in which :func:`run_fidelity` measures how far query cells are from the reference: a query-only
+    state cannot be aligned away here, and the held-out-donor null measures donor-to-donor shifts in the same
+    space. X stays sparse (implicitly centred PCA).
+
+    Parameters
+    ----------
+    adata
+        Log-normalised X; ``var["highly_variable"]`` (all genes when absent) and ``var["hscseq_excluded"]``
+        (dropped when present).
+    n_comps
+        Number of principal components.
+    key_added
+        ``obsm`` key of the result; parameters in ``uns[key_added]["params"]``.
+    random_state
+        Seed of the solver.
+    copy
+        Return a modified copy instead of working in place.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``.
+    """
+    import scanpy as sc
+
+    adata = adata.copy() if copy else adata
+    keep = np.ones(adata.n_vars, dtype=bool)
+    if "highly_variable" in adata.var:
+        keep &= adata.var["highly_variable"].to_numpy(dtype=bool)
+    if "hscseq_excluded" in adata.var:
+        keep &= ~adata.var["hscseq_excluded"].to_numpy(dtype=bool)
+    x = sp.csr_matrix(adata.X[:, keep], dtype=np.float32)
+    # unit variance per gene (as sc.pp.scale) while X stays sparse: divide by the std; the PCA centres
+    # implicitly. Without it a few highly expressed genes dominate and small query-only programmes vanish.
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
+    std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    x = x @ sp.diags((1.0 / np.where(std > 0, std, 1.0)).astype(np.float32))
+    sub = ad.AnnData(X=sp.csr_matrix(x))
+    n_comps = int(min(n_comps, keep.sum() - 1, adata.n_obs - 1))
+    sc.pp.pca(sub, n_comps=n_comps, random_state=random_state)
+    adata.obsm[key_added] = np.asarray(sub.obsm["X_pca"], dtype=np.float32)
+    adata.uns[key_added] = {
+        "params": {"n_comps": n_comps, "n_genes": int(keep.sum()), "random_state": random_state}
+    }
+    return adata if copy else None
+
+
 def map_to_reference(
     adata: ad.AnnData,
     *,
     reference_key: str = "reference_label",
     method: str = "knn",
     use_rep: str = "X_integrated",
+    distance_rep: str | None = None,
     n_neighbors: int = 15,
     donor_key: str | None = None,
     stage_key: str | None = None,
@@ -482,6 +541,11 @@ def map_to_reference(
         and the held-out donor; novelty from the scANVI latent.
     use_rep
         Shared latent used by ``"knn"``.
+    distance_rep
+        ``obsm`` key of the space where distances to the reference (and so novelty) are measured; default
+        ``use_rep``. :func:`run_fidelity` passes an uncorrected PCA (:func:`uncorrected_pca`): batch
+        correction aligns a query batch onto the reference and can hide states that exist only in that
+        batch, while the held-out-donor null already carries donor-to-donor batch shifts.
     n_neighbors
         Number of reference neighbours.
     donor_key
@@ -584,6 +648,14 @@ def map_to_reference(
             )
         latent = np.asarray(adata.obsm[use_rep], dtype=float)
         smoothed = denoised(latent)
+        if distance_rep is not None and distance_rep not in adata.obsm:
+            raise input_error(
+                f"obsm has no {distance_rep!r} to measure distances in.",
+                fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
+            )
+        distance_latent = (
+            denoised(np.asarray(adata.obsm[distance_rep], dtype=float)) if distance_rep else smoothed
+        )
         res = knn_map_core(
             smoothed,
             ref_idx,
@@ -595,7 +667,7 @@ def map_to_reference(
             ref_stage_codes=stage_codes,
             n_stages=len(stages),
             query_full_reference=null is not None,
-            distance_latent=smoothed,
+            distance_latent=distance_latent,
         )
     else:
         holdout = np.zeros(adata.n_obs, dtype=bool)
@@ -700,6 +772,7 @@ def map_to_reference(
             "reference_key": reference_key,
             "method": method,
             "use_rep": use_rep,
+            "distance_rep": distance_rep,
             "n_neighbors": n_neighbors,
             "donor_key": donor_key or "",
             "stage_key": stage_key or "",
@@ -2150,9 +2223,14 @@ def run_fidelity(
         map_to_profiles(work, random_state=cfg["seed"])
         table, comp = _profile_scorecard(work, cfg)
     else:
+        distance_rep = None
+        if method == "knn" and cfg.get("novelty_space", "uncorrected") == "uncorrected":
+            uncorrected_pca(work, random_state=cfg["seed"])
+            distance_rep = "X_pca_uncorrected"
         map_to_reference(
             work,
             method=method,
+            distance_rep=distance_rep,
             n_neighbors=cfg["n_neighbors"],
             null_quantile=cfg["null_quantile"],
             stage_key=stage_key,

@@ -78,6 +78,15 @@ def test_offtarget_engineered_cells_score_below_in_vivo_hscs(cells):
 
 
 @pytest.mark.workflow
+def test_offtarget_states_are_flagged_novel_not_forced_into_a_label(cells):
+    query = cells[cells["condition"] != "in_vivo"]
+    off = query["is_offtarget"].astype(bool)
+    assert query.loc[off, "novel"].mean() >= 0.8
+    assert query.loc[~off, "novel"].mean() <= 0.05
+    assert (query.loc[query["novel"].astype(bool), "predicted_label"] == "novel").all()
+
+
+@pytest.mark.workflow
 def test_scorecard_and_report_cover_every_query_sample(run):
     sheet = pd.read_csv(run.sheet, sep="\t")
     queries = set(sheet.loc[sheet["condition"] != "in_vivo", "sample"])
