@@ -68,14 +68,28 @@ def _caption(path: str | os.PathLike) -> str:
 
 
 def _warnings_from(tables: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Collect the warnings that stages recorded in a ``warning``/``warnings`` column of their tables."""
+    """Collect the warnings that stages recorded in a ``warning``/``warnings`` column of their tables.
+
+    A text column holds the warning itself; a boolean column flags the row (e.g. a metric below its bar),
+    which is then described by its ``value`` and ``bar`` columns when present.
+    """
     out = []
     for name, df in tables.items():
         for col in ("warning", "warnings"):
             if col not in df:
                 continue
             key = df.columns[0]
-            for _, row in df[df[col].notna() & (df[col].astype(str) != "")].iterrows():
+            values = df[col]
+            if values.dtype == bool or set(values.dropna().astype(str)) <= {"True", "False"}:
+                for _, row in df[values.astype(str) == "True"].iterrows():
+                    detail = (
+                        f" ({row['value']:.3g} below the bar {row['bar']:.3g})"
+                        if {"value", "bar"} <= set(df.columns)
+                        else ""
+                    )
+                    out.append(f"{name}: {row[key]} flagged{detail}")
+                continue
+            for _, row in df[values.notna() & (values.astype(str) != "")].iterrows():
                 out.append(f"{name}: {row[key]}: {row[col]}")
     return out
 

@@ -71,6 +71,19 @@ def test_report_is_self_contained(tmp_path, report_inputs):
     assert text.index('id="warnings"') < text.index('id="scorecard"') < text.index('id="qc_summary"')
 
 
+def test_boolean_warning_columns_flag_only_true_rows(tmp_path, report_inputs):
+    metrics = pd.DataFrame(
+        {"metric": ["ilisi", "ari"], "value": [0.05, 0.9], "bar": [0.2, 0.3], "warning": [True, False]}
+    )
+    report_inputs["tables"]["integration_metrics"] = tmp_path / "integration_metrics.tsv"
+    metrics.to_csv(report_inputs["tables"]["integration_metrics"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    assert "integration_metrics: ilisi flagged (0.05 below the bar 0.2)" in text
+    assert "ari flagged" not in text
+
+
 def test_report_failure_leaves_no_half_written_file(tmp_path, report_inputs):
     out = tmp_path / "report.html"
     report_inputs["figures"] = [tmp_path / "missing.png"]
