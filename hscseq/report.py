@@ -34,11 +34,11 @@ th{background:#eef2f8}td:first-child,th:first-child{text-align:left}
 .warning{background:#fff4e0;border-left:5px solid #e69500;padding:.6em 1em;margin:.6em 0}
 .note{color:#4a5568;font-size:.92em;max-width:60em}figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #dde3ec;background:#fff}figcaption{font-size:.85em;color:#4a5568}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1em}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1em}
 """
 
 
-def _table_html(df: pd.DataFrame, *, max_rows: int = 200) -> str:
+def _table_html(df: pd.DataFrame, *, max_rows: int = 60) -> str:
     if df.empty:
         return '<p class="note">(empty table)</p>'
     shown = df.head(max_rows)
