@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --workflow-profile workflow/profiles/local
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --workflow-profile workflow/profiles/local
 	@echo "Open results/report.html"
 
 # Headless Chromium for the report test (Debian packages; needs root). The SLURM test installs its own.
@@ -30,8 +30,9 @@ system-test-deps:
 	  else echo "WARNING: chromium/chromedriver missing and cannot apt-get install: the browser test will skip"; fi; \
 	fi
 
+# the venv's bin goes first on PATH, as when it is activated: SLURM jobs and shell rules find its python
 test: install system-test-deps
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check hscseq tests workflow/scripts
