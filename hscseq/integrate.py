@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq._utils import atomic_path, input_error, resource_path, write_h5ad, write_table
+from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +150,10 @@ def excluded_mask(adata: ad.AnnData, *, genes: Sequence[str]) -> tuple[np.ndarra
 
 
 def cell_cycle_genes() -> list[str]:
-    """Cell-cycle genes (Tirosh et al. 2016; human list and its mouse version shipped in resources)."""
-    human = pd.read_csv(
-        resource_path("genesets", "regev_lab_cell_cycle_genes.txt"), header=None, comment="#"
-    )[0]
-    mouse = pd.read_csv(resource_path("genesets", "cell_cycle_mouse_hemascoper.tsv"), sep="\t", comment="#")[
-        "Gene"
-    ]
-    return sorted({*human.astype(str), *mouse.astype(str)})
+    """Cell-cycle genes of both species (Tirosh et al. 2016; see :func:`hscseq.qc.cell_cycle_genes`)."""
+    from hscseq.qc import cell_cycle_genes as phase_genes
+
+    return sorted({g for species in ("mouse", "human") for phase in phase_genes(species) for g in phase})
 
 
 def select_features(

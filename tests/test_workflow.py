@@ -187,3 +187,31 @@ def test_workflow_files_are_snakefmt_and_ruff_clean(repo):
     for cmd in checks:
         proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("method", ["none", "harmony", "scanvi"])
+def test_every_integration_method_runs_from_config_through_the_dag(run, tmp_path, method):
+    """Re-run integrate and cluster of the finished run with another method; downstream files follow."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(run.directory / "results", workdir / "results")
+    overlay = tmp_path / "method.yaml"
+    overlay.write_text(f"integrate:\n  method: {method}\n  max_epochs: 20\n")
+    targets = ["results/tables/integration_metrics.tsv", "results/tables/markers.tsv"]
+    cmd = snakemake_command(
+        workdir, run.sheet, "--configfile", str(overlay), "--forcerun", "integrate", "--", *targets
+    )
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = pd.read_csv(workdir / "results/tables/integration_metrics.tsv", sep="\t")
+    assert set(metrics["method"]) == {method}
+    value = metrics.set_index("metric")["value"]
+    flagged = metrics.set_index("metric")["warning"].astype(str) == "True"
+    assert value["clisi"] > 0.8, "cell types stay apart whatever the method"
+    if method == "none":
+        assert flagged["ilisi"], "without batch correction the donors do not mix, and the table says so"
+    if method == "scanvi":
+        assert value["nmi"] >= 0.5
+    assert (workdir / "results/cluster/clustered.h5ad").stat().st_size > 0
