@@ -11,7 +11,7 @@ AnnData API (scanpy style, re-exported from ``hscseq.pp``):
 - :func:`filter_cells` -- drops flagged cells, counts what every criterion removed, and refuses to lose a
   sample silently.
 
-Numeric cores (arrays in, arrays out): :func:`mad_bounds`, :func:`bimodal_threshold`,
+Numeric cores (arrays in, arrays out): :func:`mad_bounds`, :func:`otsu_threshold`,
 :func:`expected_doublet_rate`, :func:`combine_doublet_calls`.
 
 Stage functions used by the workflow: :func:`run_qc` (one sample) and :func:`run_qc_summary` (all samples).
@@ -372,51 +372,11 @@ def expected_doublet_rate(n_cells: int, *, rate_per_1000_cells: float = 0.008) -
     return float(np.clip(rate_per_1000_cells * n_cells / 1000.0, 0.001, 0.5))
 
 
-def bimodal_threshold(scores: np.ndarray, *, n_bins: int = 256, max_iter: int = 10_000) -> float | None:
-    """Threshold at the minimum between the two modes of a histogram (Prewitt & Mendelsohn 1966).
-
-    The histogram is smoothed with a 3-bin running mean until exactly two maxima remain; the threshold is the
-    centre of the lowest bin between them. This is the rule Scrublet uses on simulated doublet scores
-    (``skimage.filters.threshold_minimum``), reimplemented on numpy.
-
-    Parameters
-    ----------
-    scores
-        Scores (e.g. Scrublet's simulated-doublet scores).
-    n_bins
-        Histogram bins.
-    max_iter
-        Maximum smoothing passes.
-
-    Returns
-    -------
-    The threshold, or ``None`` when the histogram is not bimodal.
-    """
-    from scipy.ndimage import uniform_filter1d
-
-    x = np.asarray(scores, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size < 10 or np.ptp(x) == 0:
-        return None
-    hist, edges = np.histogram(x, bins=n_bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    smooth = hist.astype(np.float64)
-    for _ in range(max_iter):
-        smooth = uniform_filter1d(smooth, 3, mode="nearest")
-        maxima = _local_maxima(smooth)
-        if len(maxima) == 2:
-            lo, hi = maxima
-            return float(centres[lo + int(np.argmin(smooth[lo : hi + 1]))])
-        if len(maxima) < 2:
-            return None
-    return None
-
-
 def otsu_threshold(scores: np.ndarray, *, n_bins: int = 256) -> float | None:
     """Otsu's threshold (maximal between-class variance) of a score distribution.
 
     Used on Scrublet's simulated-doublet scores, which split into doublets of similar cells (low scores) and
-    of distinct cells (high scores). Unlike the histogram-minimum rule (:func:`bimodal_threshold`), it is
+    of distinct cells (high scores). Unlike Scrublet's histogram-minimum rule, it is
     robust to the discrete, gappy score histograms of small samples (scores are fractions of k neighbours).
 
     Parameters
@@ -444,19 +404,6 @@ def otsu_threshold(scores: np.ndarray, *, n_bins: int = 256) -> float | None:
         between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
     between = np.nan_to_num(between[:-1], nan=-1.0)
     return float(edges[int(np.argmax(between)) + 1])
-
-
-def _local_maxima(h: np.ndarray) -> list[int]:
-    """Indices of the local maxima of a 1-D array (plateaus counted once), as skimage finds them."""
-    maxima = []
-    rising = True
-    for i in range(len(h) - 1):
-        if rising and h[i + 1] < h[i]:
-            maxima.append(i)
-            rising = False
-        elif not rising and h[i + 1] > h[i]:
-            rising = True
-    return maxima
 
 
 def combine_doublet_calls(calls: Mapping[str, np.ndarray], *, rule: str = "intersection") -> np.ndarray:
@@ -716,9 +663,9 @@ def detect_doublets(
     """Doublets of one sample (one droplet run) with Scrublet and SOLO, combined by ``rule``.
 
     Scrublet (``scanpy.pp.scrublet``) simulates doublets from the sample's own cells and scores each cell
-    by the share of simulated doublets among its neighbours; the call threshold separates the
-    two groups of simulated-doublet scores (:func:`otsu_threshold`; Scrublet's own histogram-minimum rule,
-    :func:`bimodal_threshold`, fails on the gappy score histograms of small samples). SOLO
+    by the share of simulated doublets among its neighbours; the call threshold separates the two groups
+    of simulated-doublet scores (:func:`otsu_threshold`; Scrublet's own histogram-minimum rule fails on the
+    gappy score histograms of small samples). SOLO
     (``scvi.external.SOLO``) trains a classifier of simulated doublets vs. cells on an scVI latent space;
     the call is a doublet probability > 0.5 once its 2:1 training prior is removed. The two are
     independent (kNN on PCA vs. a neural classifier on

@@ -16,7 +16,6 @@ from hscseq import datasets
 from hscseq._utils import HscseqInputError
 from hscseq.qc import (
     adaptive_thresholds,
-    bimodal_threshold,
     cell_cycle_genes,
     combine_doublet_calls,
     detect_doublets,
@@ -154,12 +153,7 @@ def test_settings_per_sample_overrides():
 # doublets
 
 
-def test_bimodal_threshold_and_rules():
-    rng = np.random.default_rng(0)
-    scores = np.concatenate([rng.normal(0.1, 0.03, 3000), rng.normal(0.6, 0.05, 1000)])
-    thr = bimodal_threshold(scores)
-    assert 0.2 < thr < 0.5
-    assert bimodal_threshold(np.ones(100)) is None
+def test_doublet_combination_rules():
     a = np.array([True, True, False, False])
     b = np.array([True, False, True, False])
     assert combine_doublet_calls({"scrublet": a, "solo": b}, rule="union").tolist() == [1, 1, 1, 0]
