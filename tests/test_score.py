@@ -140,6 +140,8 @@ def test_paul15_lineage_scores_separate_published_types(paul15_lognorm, method):
     assert _auroc(ct == "Ery", adata.obs["score_erythroid"].to_numpy()) >= 0.9
     myeloid = np.isin(ct, ["Mo", "Neu", "GMP"])
     assert _auroc(myeloid, adata.obs["score_gmp_myeloid"].to_numpy()) >= 0.9
+    # per-class AUROCs of monocyte, neutrophil, megakaryocyte, baso_mast_eo and dc stay below 0.9 with at
+    # least one method (resources/signatures/PROVENANCE.md, "measured on paul15"), so they are not asserted
     # the z-scores against the expression-matched null carry the same information
     assert _auroc(ct == "Ery", adata.obs["score_erythroid_z"].to_numpy()) >= 0.9
     # erythroid cells are significant against the null far more often than myeloid cells
@@ -259,7 +261,8 @@ def test_cross_species_scoring_and_excluded_genes(toy):
     human.var["hscseq_excluded"] = human.var_names == "GATA1"
     sigs = score.load_signatures(species="human", names=["erythroid"])
     assert sigs["erythroid"].species == "mouse"
-    score.score_signatures(human, sigs, species="human", n_null=20, random_state=0)
+    # the simulator's 2,000-gene universe is not a transcriptome: it holds only part of the source-built list
+    score.score_signatures(human, sigs, species="human", n_null=20, min_coverage=0.3, random_state=0)
     ct = human.obs["true_cell_type"].astype(str).to_numpy()
     keep = ct != "MEP"  # MEPs carry part of the erythroid programme in the simulator
     assert _auroc(ct[keep] == "erythroid", human.obs["score_erythroid"].to_numpy()[keep]) >= 0.9
