@@ -41,10 +41,13 @@ between these neighbourhood positions (mean distance to the k nearest reference 
 from the held-out folds: the *held-out donor* null (reference cells against the other donors) and the
 *held-out type* null (reference cells of type ``c`` against the other donors with type ``c`` removed: where a
 whole cell type absent from the reference would sit). A query cell is ``novel`` when its distance exceeds
-both the ``null_quantile`` of the donor null of its closest type and the median of that type's held-out-type
-null; it then gets the label ``"novel"`` (its nearest type stays in ``closest_label``). Label uncertainty
-(``1 - kNN vote share``) is reported per cell and decides "confidently mapped", but by default does not make
-a cell novel (an intermediate between two reference types is uncertain without being absent).
+both the ``null_quantile`` of the donor null of its closest type and the ``absent_quantile`` (default 0.05)
+of that type's held-out-type null (as far as the nearest 5% of the cells of a whole absent type); it then
+gets the label ``"novel"`` (its nearest type stays in ``closest_label``). Labels are voted among the 15
+nearest reference cells on damped neighbourhood positions ``x / sqrt(|x|)`` (direction kept, magnitude
+compressed), so cells with a weaker or partial programme keep their type. Label uncertainty (``1 - kNN vote
+share``) is reported per cell and decides "confidently mapped", but by default does not make a cell novel (an
+intermediate between two reference types is uncertain without being absent).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "n_bootstrap": 200,
     "seed": 0,
     "null_quantile": 0.99,
+    "absent_quantile": 0.05,
     "min_confidence": 0.5,
     "min_cells": 10,
     "n_informative_genes": 2000,
@@ -130,6 +134,7 @@ def novelty_thresholds(
     min_cells: int = 20,
     absent_distance: np.ndarray | None = None,
     absent_codes: np.ndarray | None = None,
+    absent_quantile: float = 0.05,
 ) -> tuple[np.ndarray, float]:
     """Per-label distance thresholds and one uncertainty threshold from held-out reference cells.
 
@@ -138,9 +143,9 @@ def novelty_thresholds(
     cells, batch shift included. The *held-out type* null (``absent_distance``: held-out cells of type ``c``
     against the other donors with type ``c`` removed) gives the distance at which a type-``c`` cell would sit
     if its type were absent from the reference. The threshold is the larger of the donor-null quantile and the
-    median of the held-out-type null: a cell is novel only when it is farther from its closest reference type
-    than a real donor's cells are, *and* at least as far as a whole cell type absent from the reference would
-    be. Labels with fewer than ``min_cells`` null cells use the pooled quantiles.
+    ``absent_quantile`` of the held-out-type null: a cell is novel only when it is farther from its closest
+    reference type than a real donor's cells are, *and* at least as far as the nearer cells of a whole cell
+    type absent from the reference. Labels with fewer than ``min_cells`` null cells use the pooled quantiles.
     """
     pooled = float(np.quantile(null_distance, quantile))
     thr = np.full(n_classes, pooled)
@@ -149,10 +154,11 @@ def novelty_thresholds(
         if len(d) >= min_cells:
             thr[c] = float(np.quantile(d, quantile))
     if absent_distance is not None and absent_codes is not None and len(absent_distance):
-        pooled_absent = float(np.median(absent_distance))
+        pooled_absent = float(np.quantile(absent_distance, absent_quantile))
         for c in range(n_classes):
             d = absent_distance[absent_codes == c]
-            thr[c] = max(thr[c], float(np.median(d)) if len(d) >= min_cells else pooled_absent)
+            low = float(np.quantile(d, absent_quantile)) if len(d) >= min_cells else pooled_absent
+            thr[c] = max(thr[c], low)
     unc = float(np.quantile(null_uncertainty, quantile))
     return thr, unc
 
@@ -523,6 +529,8 @@ def map_to_reference(
     n_latent: int = 10,
     null: Mapping[str, Any] | None = None,
     uncertainty_novel: bool = False,
+    absent_quantile: float = 0.05,
+    label_metric: str = "damped",
     key_added: str = "fidelity",
     random_state: int = 0,
     copy: bool = False,
@@ -576,6 +584,17 @@ def map_to_reference(
         a cell between two reference types (e.g. an HSC/MPP intermediate) is uncertain without being absent
         from the reference; uncertain cells are never forced into a label anyway, they are reported with a
         low ``label_confidence`` and do not count as confidently mapped.
+    absent_quantile
+        Quantile of the held-out-type null that a cell's distance must also exceed to be novel (see
+        :func:`novelty_thresholds`). Lower values call states that share part of their programme with a
+        reference type (e.g. primitive next to definitive erythroid cells) novel more readily.
+    label_metric
+        Space of the label vote over the (neighbourhood-averaged) latent positions ``x``. ``"damped"``
+        (default): Euclidean kNN on ``x / sqrt(|x|)``, which keeps the direction and halves (on a log scale)
+        differences in radial magnitude, so a cell with a weaker or partial programme (engineered HSC-like
+        cells with part of the HSC programme missing) keeps its type instead of drifting to a neighbouring
+        type; ``"cosine"``: direction only (loses central types such as MPP to their neighbours);
+        ``"euclidean"``: plain kNN. Distances (novelty) are always Euclidean.
     key_added
         ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
     random_state
@@ -592,6 +611,10 @@ def map_to_reference(
     """
     if method not in ("knn", "scanvi"):
         raise input_error(f"unknown mapping method {method!r}.", fix="use 'knn' or 'scanvi'.")
+    if label_metric not in ("damped", "cosine", "euclidean"):
+        raise input_error(
+            f"unknown label metric {label_metric!r}.", fix="use 'damped', 'cosine' or 'euclidean'."
+        )
     adata = adata.copy() if copy else adata
     ref_mask = _reference_mask(adata, reference_key)
     if ref_mask.sum() < 2 * n_neighbors:
@@ -640,6 +663,12 @@ def map_to_reference(
     def denoised(lat: np.ndarray) -> np.ndarray:
         return smooth_latent(lat, groups_all, n_neighbors=smooth_neighbors) if smooth_neighbors > 1 else lat
 
+    def for_labels(lat: np.ndarray) -> np.ndarray:
+        if label_metric == "euclidean":
+            return lat
+        norm = np.clip(np.linalg.norm(lat, axis=1, keepdims=True), 1e-12, None)
+        return lat / (norm if label_metric == "cosine" else np.sqrt(norm))
+
     if method == "knn":
         if use_rep not in adata.obsm:
             raise input_error(
@@ -657,7 +686,7 @@ def map_to_reference(
             denoised(np.asarray(adata.obsm[distance_rep], dtype=float)) if distance_rep else smoothed
         )
         res = knn_map_core(
-            smoothed,
+            for_labels(smoothed),
             ref_idx,
             ref_codes,
             folds,
@@ -693,7 +722,7 @@ def map_to_reference(
         # null: held-out donor cells (mapped by surgery, like the query) against the training reference
         two_folds = np.where(held_fold, 1, 0)
         res = knn_map_core(
-            latent,
+            for_labels(denoised(latent)),
             ref_idx,
             ref_codes,
             two_folds,
@@ -727,6 +756,7 @@ def map_to_reference(
         quantile=null_quantile,
         absent_distance=absent[ok_absent],
         absent_codes=ref_codes[ok_absent],
+        absent_quantile=absent_quantile,
     )
     if null is not None:  # thresholds of a larger reference (controls reuse the full reference's null)
         given = dict(zip(null["labels"], np.asarray(null["distance_thresholds"], dtype=float), strict=True))
@@ -779,8 +809,10 @@ def map_to_reference(
             "null_quantile": null_quantile,
             "smooth_neighbors": smooth_neighbors,
             "uncertainty_novel": uncertainty_novel,
+            "absent_quantile": absent_quantile,
+            "label_metric": label_metric,
             "novel_rule": "distance of the neighbourhood-averaged position to the reference > max(donor-null "
-            "quantile of the closest type, median held-out-type distance of that type)",
+            "quantile of the closest type, absent_quantile of the held-out-type distances of that type)",
             "random_state": random_state,
         },
         "labels": list(classes),
@@ -1553,6 +1585,7 @@ def controls(
     use_rep: str = "X_integrated",
     n_neighbors: int = 15,
     null_quantile: float = 0.99,
+    absent_quantile: float = 0.05,
     layer: str | None = "counts",
     min_confidence: float = 0.5,
     min_cells: int = 10,
@@ -1583,6 +1616,8 @@ def controls(
         Number of reference neighbours.
     null_quantile
         Quantile of the held-out null above which a cell is novel.
+    absent_quantile
+        Quantile of the held-out-type null a novel cell must also exceed (:func:`novelty_thresholds`).
     layer
         Layer with raw counts.
     min_confidence
@@ -1631,6 +1666,7 @@ def controls(
         use_rep=use_rep,
         n_neighbors=n_neighbors,
         null_quantile=null_quantile,
+        absent_quantile=absent_quantile,
         donor_key="donor",
         random_state=random_state,
     )
@@ -1674,6 +1710,7 @@ def controls(
                 use_rep=use_rep,
                 n_neighbors=n_neighbors,
                 null_quantile=null_quantile,
+                absent_quantile=absent_quantile,
                 donor_key=None,
                 sample_key="_sample",
                 null=full_null,
@@ -2233,6 +2270,7 @@ def run_fidelity(
             distance_rep=distance_rep,
             n_neighbors=cfg["n_neighbors"],
             null_quantile=cfg["null_quantile"],
+            absent_quantile=cfg["absent_quantile"],
             stage_key=stage_key,
             max_epochs=cfg["max_epochs"],
             random_state=cfg["seed"],
@@ -2255,6 +2293,7 @@ def run_fidelity(
                 work,
                 n_neighbors=cfg["n_neighbors"],
                 null_quantile=cfg["null_quantile"],
+                absent_quantile=cfg["absent_quantile"],
                 min_confidence=cfg["min_confidence"],
                 min_cells=cfg["min_cells"],
                 n_genes=cfg["n_informative_genes"],

@@ -62,7 +62,7 @@ def test_numeric_cores():
         {"identity": 1, "similarity": 1, "programme": 1, "composition": 1},
     )
     assert float(f) == pytest.approx(0.5)  # NaN part left out, weights renormalised
-    # two nulls: the threshold is the larger of the donor-null quantile and the held-out-type median
+    # two nulls: the threshold is the larger of the donor-null quantile and a low held-out-type quantile
     rng = np.random.default_rng(0)
     d0 = np.concatenate([rng.normal(1.0, 0.1, 500), rng.normal(5.0, 0.1, 500)])
     codes = np.repeat([0, 1], 500)
@@ -70,7 +70,8 @@ def test_numeric_cores():
     thr, _ = fid.novelty_thresholds(
         d0, codes, np.zeros(1000), 2, quantile=0.99, absent_distance=absent, absent_codes=codes
     )
-    assert thr[0] == pytest.approx(3.0, abs=0.05)  # held-out-type median dominates
+    assert thr[0] == pytest.approx(np.quantile(absent[:500], 0.05))  # held-out-type null dominates
+    assert thr[0] == pytest.approx(3.0 - 1.645 * 0.1, abs=0.03)
     assert thr[1] == pytest.approx(np.quantile(d0[500:], 0.99))  # donor null dominates
     # position smoothing removes per-cell noise but keeps a shift of the whole group
     pts = rng.normal(0, 1, (400, 5))
@@ -106,15 +107,14 @@ def test_composition_matches_truth(mapped):
     for s in ("organoid_week2", "organoid_week4"):
         mae = composition_mae(comp[comp["sample"] == s], composition_truth(mapped.obs, s))
         assert mae <= 0.03, (s, mae)
-    eng = comp[comp["sample"] == "engineered_7TF"].set_index("cell_type")["fraction"]
+    # the engineered sample too: HSC-like cells with an incomplete programme (20% weaker, 5 genes off) are
+    # still HSC, and the off-target states are counted as novel
+    eng = comp[comp["sample"] == "engineered_7TF"]
     truth = composition_truth(mapped.obs, "engineered_7TF")
-    # HSC-like cells with an incomplete programme sit between HSC and MPP in the latent (as far from in vivo
-    # HSC as MPP is) and some are called novel: the novel share is over-estimated by up to ~0.08 at this seed
-    # (see the sweep report); every truly off-target cell is in it
-    assert 0 <= eng[fid.NOVEL] - truth[fid.NOVEL] <= 0.1
-    assert (
-        abs(eng[fid.NOVEL] + eng["HSC"] + eng["MPP"] - truth[fid.NOVEL] - truth["HSC"] - truth["MPP"]) <= 0.03
-    )
+    assert composition_mae(eng, truth) <= 0.03
+    fractions = eng.set_index("cell_type")["fraction"]
+    for cell_type in ("HSC", fid.NOVEL):
+        assert abs(fractions[cell_type] - truth[cell_type]) <= 0.05, cell_type
     org = comp[comp["sample"] == "organoid_week2"].set_index("cell_type")
     # organoid output has no lymphoid cells: B is depleted against in vivo with a CI below zero
     assert org.loc["B", "log2fc_ci_high"] < 0
@@ -138,7 +138,7 @@ def test_scorecard_rows_and_cis(mapped):
 
 def test_sweep_monotone_and_controls():
     out = fidelity_sweep(
-        levels=(0.0, 0.1, 0.2, 0.3, 0.45),
+        levels=(0.0, 0.15, 0.3, 0.45, 0.6),
         n_ref=400,
         n_query=250,
         n_engineered=300,
@@ -153,8 +153,12 @@ def test_sweep_monotone_and_controls():
     # composition within 0.03 up to moderate perturbation (0.45 shrinks every programme by 27%)
     assert (levels.loc[levels["perturbation"] <= 0.3, "mae_composition"] <= 0.03).all()
     assert summary["novel_f1_engineered"] >= 0.9
-    # perturbed samples are made of reference types: few novel calls below strong perturbation
-    assert (levels.loc[levels["perturbation"] <= 0.3, "novel_share"] <= 0.03).all()
+    assert summary["novel_f1_query"] >= 0.9  # engineered plus mildly perturbed samples
+    assert summary["mae_composition_engineered"] <= 0.03
+    # perturbed samples are made of reference types: few novel calls at mild perturbation; at 0.3 (every
+    # programme 18% weaker, 10% of genes shifted) up to ~10% of cells are farther than the nulls allow
+    assert (levels.loc[levels["perturbation"] <= 0.15, "novel_share"] <= 0.03).all()
+    assert (levels.loc[levels["perturbation"] <= 0.3, "novel_share"] <= 0.12).all()
 
 
 def test_run_fidelity_writes_tables(mapped, tmp_path):
