@@ -546,12 +546,13 @@ def map_to_reference(
     method
         ``"knn"``: kNN label transfer in ``obsm[use_rep]``. ``"scanvi"``: scVI/scANVI trained on the
         reference counts (``layers[layer]``) with one donor held out, then scArches surgery for the query
-        and the held-out donor; novelty from the scANVI latent.
+        and the held-out donor; novelty in ``distance_rep`` (default: the scANVI latent).
     use_rep
         Shared latent used by ``"knn"``.
     distance_rep
         ``obsm`` key of the space where distances to the reference (and so novelty) are measured; default
-        ``use_rep``. :func:`run_fidelity` passes an uncorrected PCA (:func:`uncorrected_pca`): batch
+        ``use_rep`` (``"knn"``) or the surgery latent (``"scanvi"``). :func:`run_fidelity` passes an
+        uncorrected PCA (:func:`uncorrected_pca`): batch
         correction aligns a query batch onto the reference and can hide states that exist only in that
         batch, while the held-out-donor null already carries donor-to-donor batch shifts.
     n_neighbors
@@ -669,6 +670,11 @@ def map_to_reference(
         norm = np.clip(np.linalg.norm(lat, axis=1, keepdims=True), 1e-12, None)
         return lat / (norm if label_metric == "cosine" else np.sqrt(norm))
 
+    if distance_rep is not None and distance_rep not in adata.obsm:
+        raise input_error(
+            f"obsm has no {distance_rep!r} to measure distances in.",
+            fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
+        )
     if method == "knn":
         if use_rep not in adata.obsm:
             raise input_error(
@@ -677,11 +683,6 @@ def map_to_reference(
             )
         latent = np.asarray(adata.obsm[use_rep], dtype=float)
         smoothed = denoised(latent)
-        if distance_rep is not None and distance_rep not in adata.obsm:
-            raise input_error(
-                f"obsm has no {distance_rep!r} to measure distances in.",
-                fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
-            )
         distance_latent = (
             denoised(np.asarray(adata.obsm[distance_rep], dtype=float)) if distance_rep else smoothed
         )
@@ -719,6 +720,7 @@ def map_to_reference(
             seed=random_state,
         )
         probs_all = pd.DataFrame(probs_all, columns=order).reindex(columns=classes, fill_value=0.0).to_numpy()
+        dist_lat = denoised(np.asarray(adata.obsm[distance_rep], dtype=float) if distance_rep else latent)
         # null: held-out donor cells (mapped by surgery, like the query) against the training reference
         two_folds = np.where(held_fold, 1, 0)
         res = knn_map_core(
@@ -732,10 +734,10 @@ def map_to_reference(
             ref_stage_codes=stage_codes,
             n_stages=len(stages),
             query_full_reference=True,
-            distance_latent=denoised(latent),
+            distance_latent=dist_lat,
         )
         train_from = ref_idx[~held_fold]
-        dq, _ = _knn(denoised(latent)[train_from], denoised(latent)[query_idx], n_neighbors)
+        dq, _ = _knn(dist_lat[train_from], dist_lat[query_idx], n_neighbors)
         res["query_distance"] = dq.mean(axis=1)
         # labels: kNN vote in the surgery latent (calibrated on the held-out donor like the knn path); the
         # scANVI classifier's own probabilities are kept for inspection (few epochs leave it uncalibrated)
@@ -2201,9 +2203,10 @@ def run_fidelity(
 
     Reference (first that applies): ``settings["reference"]`` (an h5ad with counts and labels), the in vivo
     samples of the sheet (``reference_label``), the built-in HematoMap profiles (human only).
-    Method ``auto`` = kNN (in ``X_integrated``, or in a PCA fitted on an external reference); ``scanvi``
-    (scVI/scANVI + scArches surgery) is opt-in: at the epochs affordable on a CPU its surgery latent pulled
-    off-target states onto the reference in the tests, so it is not the default.
+    Method ``auto``: with a reference h5ad, scVI/scANVI trained on the reference and scArches surgery for
+    the query (``scanvi``); with the sheet's in vivo samples, kNN in the integrated latent (``knn``). With
+    either method novelty is measured in the uncorrected PCA (``novelty_space``): the surgery latent, like
+    any batch-corrected latent, can pull off-target states onto the reference.
     """
     import hscseq.fidelity as fid
 
@@ -2238,7 +2241,8 @@ def run_fidelity(
         )
         work = _joint_with_reference(adata, ref, seed=cfg["seed"])
         stage_key = "stage" if cfg.get("reference_stage_key") else None
-        method = "knn" if method == "auto" else method
+        # a single-cell reference of its own: train scVI/scANVI on it, map the query by scArches surgery
+        method = "scanvi" if method == "auto" else method
         source = f"reference h5ad {external}"
     elif has_sheet_ref:
         method = "knn" if method == "auto" else method
@@ -2261,7 +2265,7 @@ def run_fidelity(
         table, comp = _profile_scorecard(work, cfg)
     else:
         distance_rep = None
-        if method == "knn" and cfg.get("novelty_space", "uncorrected") == "uncorrected":
+        if cfg.get("novelty_space", "uncorrected") == "uncorrected":
             uncorrected_pca(work, random_state=cfg["seed"])
             distance_rep = "X_pca_uncorrected"
         map_to_reference(

@@ -278,6 +278,47 @@ def test_external_reference_with_stages(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_external_reference_defaults_to_scanvi_surgery(tmp_path):
+    """With a reference h5ad, ``auto`` trains scANVI on it and maps the query by surgery; an adult-only
+    reference leaves the off-target states novel (distances in the uncorrected PCA)."""
+    from hscseq._utils import write_h5ad
+
+    sims = datasets.simulate([*datasets.reference_specs(350), datasets.engineered_spec(300)], seed=3)
+    ref = ad.concat(
+        [sims["invivo_donor1"], sims["invivo_donor2"]], join="inner", merge="same", index_unique="-"
+    )
+    ref.obs["cell_type"] = ref.obs["true_cell_type"].astype(str)
+    write_h5ad(ref, tmp_path / "reference.h5ad")
+    query = build_fidelity_input({"engineered_7TF": sims["engineered_7TF"]}, seed=0)
+    del query.obs["reference_label"]
+    write_h5ad(query, tmp_path / "scored.h5ad")
+    out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition", "controls")}
+    fid.run_fidelity(
+        scored=str(tmp_path / "scored.h5ad"),
+        programme="",
+        final=str(tmp_path / "final.h5ad"),
+        cells=str(tmp_path / "cells.tsv.gz"),
+        figure=str(tmp_path / "f.png"),
+        settings={
+            "reference": str(tmp_path / "reference.h5ad"),
+            "reference_label_key": "cell_type",
+            "reference_donor_key": "donor",
+            "max_epochs": 20,
+            "n_bootstrap": 10,
+        },
+        **out,
+    )
+    final = ad.read_h5ad(tmp_path / "final.h5ad")
+    assert final.uns["fidelity"]["params"]["method"] == "scanvi"
+    obs = final.obs  # the query cells
+    truth = obs["is_offtarget"].to_numpy()
+    assert novel_f1(obs["novel"].to_numpy(), truth) >= 0.9
+    hsc = (obs["true_cell_type"] == "HSC").to_numpy()
+    # 20 epochs here (50 by default): most HSC-like cells keep their type through surgery
+    assert (obs["predicted_label"].astype(str).to_numpy()[hsc] == "HSC").mean() >= 0.7
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_scanvi_surgery_runs_with_calibrated_null():
     """scVI -> scANVI on the reference (one donor held out), scArches surgery for the query (few epochs).
 
