@@ -217,9 +217,35 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
     assert mono["week4"] > mono["week2"]
 
 
+def _run_with_reference_h5ad(tmp_path, ref: ad.AnnData, engineered: ad.AnnData, **settings) -> dict[str, str]:
+    """Write ``ref`` as a reference h5ad and the engineered sample as the scored input; run the stage."""
+    from hscseq._utils import write_h5ad
+
+    write_h5ad(ref, tmp_path / "reference.h5ad")
+    query = build_fidelity_input({"engineered_7TF": engineered}, seed=0)
+    del query.obs["reference_label"]
+    write_h5ad(query, tmp_path / "scored.h5ad")
+    out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition", "controls")}
+    fid.run_fidelity(
+        scored=str(tmp_path / "scored.h5ad"),
+        programme="",
+        final=str(tmp_path / "final.h5ad"),
+        cells=str(tmp_path / "cells.tsv.gz"),
+        figure=str(tmp_path / "f.png"),
+        settings={
+            "reference": str(tmp_path / "reference.h5ad"),
+            "reference_label_key": "cell_type",
+            "reference_donor_key": "donor",
+            "n_bootstrap": 10,
+            **settings,
+        },
+        **out,
+    )
+    return out
+
+
 def test_external_reference_with_stages(tmp_path):
     """A reference h5ad with a yolk-sac stage holding the primitive states: they map there, not novel."""
-    from hscseq._utils import write_h5ad
 
     yolk = {"primitive_erythroid": 0.5, "hemogenic_endothelium": 0.5}
     specs = [
@@ -242,26 +268,8 @@ def test_external_reference_with_stages(tmp_path):
     ref = ad.concat(refs, join="inner", merge="same", index_unique="-")
     ref.obs["cell_type"] = ref.obs["true_cell_type"].astype(str)
     ref.obs["stage"] = np.where(ref.obs["sample"].str.startswith("yolk"), "yolk_sac", "adult_bm")
-    write_h5ad(ref, tmp_path / "reference.h5ad")
-    query = build_fidelity_input({"engineered_7TF": sims["engineered_7TF"]}, seed=0)
-    del query.obs["reference_label"]
-    write_h5ad(query, tmp_path / "scored.h5ad")
-    out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition", "controls")}
-    fid.run_fidelity(
-        scored=str(tmp_path / "scored.h5ad"),
-        programme="",
-        final=str(tmp_path / "final.h5ad"),
-        cells=str(tmp_path / "cells.tsv.gz"),
-        figure=str(tmp_path / "f.png"),
-        settings={
-            "reference": str(tmp_path / "reference.h5ad"),
-            "reference_label_key": "cell_type",
-            "reference_stage_key": "stage",
-            "reference_donor_key": "donor",
-            "method": "knn",
-            "n_bootstrap": 10,
-        },
-        **out,
+    out = _run_with_reference_h5ad(
+        tmp_path, ref, sims["engineered_7TF"], reference_stage_key="stage", method="knn"
     )
     final = ad.read_h5ad(tmp_path / "final.h5ad")
     obs = final.obs
@@ -281,33 +289,13 @@ def test_external_reference_with_stages(tmp_path):
 def test_external_reference_defaults_to_scanvi_surgery(tmp_path):
     """With a reference h5ad, ``auto`` trains scANVI on it and maps the query by surgery; an adult-only
     reference leaves the off-target states novel (distances in the uncorrected PCA)."""
-    from hscseq._utils import write_h5ad
 
     sims = datasets.simulate([*datasets.reference_specs(350), datasets.engineered_spec(300)], seed=3)
     ref = ad.concat(
         [sims["invivo_donor1"], sims["invivo_donor2"]], join="inner", merge="same", index_unique="-"
     )
     ref.obs["cell_type"] = ref.obs["true_cell_type"].astype(str)
-    write_h5ad(ref, tmp_path / "reference.h5ad")
-    query = build_fidelity_input({"engineered_7TF": sims["engineered_7TF"]}, seed=0)
-    del query.obs["reference_label"]
-    write_h5ad(query, tmp_path / "scored.h5ad")
-    out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition", "controls")}
-    fid.run_fidelity(
-        scored=str(tmp_path / "scored.h5ad"),
-        programme="",
-        final=str(tmp_path / "final.h5ad"),
-        cells=str(tmp_path / "cells.tsv.gz"),
-        figure=str(tmp_path / "f.png"),
-        settings={
-            "reference": str(tmp_path / "reference.h5ad"),
-            "reference_label_key": "cell_type",
-            "reference_donor_key": "donor",
-            "max_epochs": 20,
-            "n_bootstrap": 10,
-        },
-        **out,
-    )
+    _run_with_reference_h5ad(tmp_path, ref, sims["engineered_7TF"], max_epochs=20)
     final = ad.read_h5ad(tmp_path / "final.h5ad")
     assert final.uns["fidelity"]["params"]["method"] == "scanvi"
     obs = final.obs  # the query cells
