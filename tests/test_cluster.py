@@ -136,3 +136,20 @@ def test_run_cluster_writes_outputs(integrated, tmp_path):
         assert out[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert out[key].stat().st_size > 10_000
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_cluster_runs_above_the_approximate_neighbour_threshold():
+    """12k cells take scanpy's approximate (pynndescent) neighbour path, which crashed above ~9k cells with
+    pynndescent 0.7 (it returns a scipy ``csr_array`` scanpy 1.11 cannot read). Eight separated groups in a
+    20-d latent must come back as eight Leiden clusters."""
+    rng = np.random.default_rng(0)
+    n_cells, n_groups = 12_000, 8
+    truth = rng.integers(n_groups, size=n_cells)
+    centres = rng.normal(scale=2.0, size=(n_groups, 20))  # separated, yet one connected graph
+    latent = (centres[truth] + rng.normal(size=(n_cells, 20))).astype(np.float32)
+    adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]))
+    adata.obsm["X_integrated"] = latent
+    hc.cluster(adata, resolutions=[0.2], resolution=0.2, seed=0, umap=True)
+    assert adata.obsp["distances"].shape == (n_cells, n_cells)
+    assert adjusted_rand_score(truth, adata.obs["leiden"]) >= 0.95
+    assert np.isfinite(adata.obsm["X_umap"]).all()
