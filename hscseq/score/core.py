@@ -1314,7 +1314,8 @@ def programme_table(adata: ad.AnnData) -> pd.DataFrame:
     for key in ("hsc_stage", "hsc_identity"):  # identity classes and stage (issue #13)
         if key in adata.uns:
             extra = adata.uns[key]["samples"]
-            table = table.merge(extra.drop(columns=["condition", "n_cells"], errors="ignore"), on="sample")
+            dup = [c for c in extra.columns if c in table.columns and c != "sample"]
+            table = table.merge(extra.drop(columns=dup), on="sample", how="left")
     table["hsc_threshold"] = adata.uns["hsc_like"]["threshold"]
     table["role"] = np.where(
         table["condition"] == adata.uns["hsc_like"]["params"]["reference_condition"], "calibration", "query"

@@ -11,13 +11,14 @@ the definitive z; ``definitive`` = erythroid on with definitive z >= ``z_min`` (
 haematopoietic identity on with at least ``hoxa_min`` medial HOXA genes detected; else ``none``. Per sample:
 ``primitive`` / ``definitive`` when that evidence reaches ``min_fraction`` of the cells and at least twice the
 other, ``mixed`` when both reach it, ``undetermined`` otherwise (including samples without erythroid or
-HOXA-positive haematopoietic cells).
+HOXA-positive haematopoietic cells). When the erythroid programme cannot be scored (too few of its genes
+measured), cells with a globin-set z >= ``z_min`` count as erythroid (globins are erythroid-only), with a
+warning.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import anndata as ad
 import numpy as np
@@ -113,7 +114,12 @@ def primitive_vs_definitive_evidence(
         return adata.obs[key].to_numpy(dtype=float) if key in adata.obs else np.full(adata.n_obs, np.nan)
 
     ery_z = col(erythroid_key)
-    erythroid_on = np.isfinite(ery_z) & (ery_z >= z_min)
+    if np.isfinite(ery_z).any():
+        erythroid_on = np.isfinite(ery_z) & (ery_z >= z_min)
+    else:  # erythroid programme not measurable: globin-high cells are erythroid (globins are erythroid-only)
+        logger.warning("erythroid programme not scored: cells with globin z >= %g count as erythroid", z_min)
+        glob = np.fmax(col(primitive_key), col(definitive_key))
+        erythroid_on = np.isfinite(glob) & (glob >= z_min)
     haem_z = col(haematopoietic_key)
     t_haem = z_min if haematopoietic_threshold is None else haematopoietic_threshold
     haem_on = np.where(np.isfinite(haem_z), haem_z >= t_haem, True)
@@ -152,6 +158,3 @@ def primitive_vs_definitive_evidence(
         "samples": pd.DataFrame(rows),
     }
     return adata if copy else None
-
-
-__all__: Sequence[str] = ["evidence_calls", "primitive_vs_definitive_evidence", "sample_call"]
