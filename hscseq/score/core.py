@@ -1324,8 +1324,24 @@ def programme_table(adata: ad.AnnData) -> pd.DataFrame:
     return table[PROGRAMME_COLUMNS + rest]
 
 
+def _plot_identity(ax, identity: pd.DataFrame) -> None:
+    """Stacked bars: per sample, the share of each HSC identity class (why cells are or are not HSC-like)."""
+    from hscseq.score.identity import CLASS_SLUGS
+
+    colours = ["#1b9e77", "#66a61e", "#e7298a", "#7570b3", "#bbbbbb"]
+    bottom = np.zeros(len(identity))
+    for (label, slug), colour in zip(CLASS_SLUGS.items(), colours, strict=True):
+        values = identity[f"frac_{slug}"].to_numpy(dtype=float)
+        ax.bar(range(len(identity)), values, bottom=bottom, color=colour, label=label)
+        bottom += np.nan_to_num(values)
+    ax.set_xticks(range(len(identity)), identity.index, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("HSC identity classes")
+    ax.legend(fontsize=6, loc="upper right")
+
+
 def plot_scores(adata: ad.AnnData, path: str) -> None:
-    """Figure: HSC score per sample (threshold line), HSC-like fraction with 95% CI, lineage z-scores."""
+    """Figure: HSC identity score per sample, HSC-like share (95% CI), lineage z-scores, identity classes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1335,8 +1351,13 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
     samples = table["sample"].tolist()
     obs = adata.obs
     lineage = [c[len("score_") : -2] for c in obs.columns if c.startswith("score_") and c.endswith("_z")]
+    identity = adata.uns.get("hsc_identity", {}).get("samples")
+    n_panels = 4 if identity is not None else 3
     fig, axes = plt.subplots(
-        1, 3, figsize=(6 + 2.2 * len(samples), 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1.4]}
+        1,
+        n_panels,
+        figsize=(6 + (2.9 if identity is not None else 2.2) * len(samples), 4.8),
+        gridspec_kw={"width_ratios": [1.2, 1, 1.4, 1.3][:n_panels]},
     )
     palette = {"in_vivo": "#1b9e77", "engineered": "#d95f02", "organoid": "#7570b3"}
     data = [obs.loc[obs["sample"].astype(str) == s, "hsc_score"].dropna().to_numpy() for s in samples]
@@ -1377,6 +1398,8 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
     axes[2].set_xticks(range(len(samples)), samples, rotation=45, ha="right", fontsize=8)
     axes[2].set_title("mean signature z-score")
     fig.colorbar(im, ax=axes[2], shrink=0.7)
+    if identity is not None:
+        _plot_identity(axes[3], identity.set_index("sample").reindex(samples))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
