@@ -748,8 +748,10 @@ def plate_sample(
     id_share: float = 0.3,
     seed: int = 0,
     sample: str = "plate_hsc",
+    condition: str = "engineered",
+    composition: Mapping[str, float] | None = None,
 ) -> ad.AnnData:
-    """A plate-based mouse sample (HSC, MPP, hemogenic endothelium) of ``n_cells`` cells x ``n_genes`` genes.
+    """A plate-based mouse sample (default HSC, MPP, hemogenic endothelium) of ``n_cells`` x ``n_genes``.
 
     The biology comes from :func:`simulate` (2,000 genes, one cell per well: no doublets); the rest of the
     transcriptome is filled with sparse low counts, ``id_share`` of the gene names are replaced by their
@@ -758,9 +760,9 @@ def plate_sample(
     """
     spec = SampleSpec(
         sample=sample,
-        condition="engineered",
+        condition=condition,
         n_cells=n_cells,
-        composition={"HSC": 0.5, "MPP": 0.3, "hemogenic_endothelium": 0.2},
+        composition=composition or {"HSC": 0.5, "MPP": 0.3, "hemogenic_endothelium": 0.2},
         batch=sample,
         doublet_rate=0.0,
         low_quality_rate=0.05,
