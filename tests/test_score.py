@@ -385,6 +385,10 @@ def test_identity_rules_on_programme_z_scores():
     # the human co-expression gate: an HSC-like cell missing the gate genes is not HSC-like
     gated = identity.identity_calls(z, {**t, "gate": 3}, gate_count=np.array([1, 4, 4, 4, 4]))
     assert gated[0] == "other"
+    # an endothelial cell whose weak haematopoietic z passes a low anchored threshold stays endothelial
+    endo_cell = {k: (v[2:3] if k != "lineage" else v[2:3, :]) for k, v in z.items()}
+    endo_cell["haematopoietic"] = np.array([1.5])
+    assert identity.identity_calls(endo_cell, t)[0] == "endothelial look-alike"
     # thresholds follow in vivo HSCs where there are enough of them
     ref = np.zeros(5, dtype=bool)
     thr, how = identity.identity_thresholds(z, ref, min_reference_cells=1)

@@ -18,11 +18,16 @@ committed-lineage programmes (plus, in human, the Calvanese 2022 co-expression g
 5. ``committed progenitor``: haematopoietic on, a lineage programme on, HSC programme off;
 6. ``other``.
 
-A programme that could not be scored (too few genes measured: NaN) drops out of the rules: haematopoietic
-counts as on, endothelial / EHT / lineage as off. Thresholds (:func:`identity_thresholds`) are anchored on
-the in vivo reference HSCs of the run when there are at least ``min_reference_cells`` of them; otherwise
-documented defaults (``z_on``) apply. The continuous identity score (:func:`identity_score`) is the HSC
-programme margin minus how far each other condition is failed, so ranking cells by it ranks HSC identity.
+Haematopoietic identity only counts when it is not overshadowed by endothelial identity (an endothelial cell
+with a larger endothelial margin than haematopoietic margin is not haematopoietic: this keeps the rules
+sane when the in vivo HSCs anchor the haematopoietic threshold low). A programme that could not be scored
+(too few genes measured: NaN) drops out of the rules: it neither blocks nor supports a call (an unscored
+haematopoietic programme does not stop HSC-like or committed calls, nor counts as a haematopoietic signal
+against an endothelial look-alike); endothelial / EHT / lineage count as off. Thresholds
+(:func:`identity_thresholds`) are anchored on the in vivo reference HSCs of the run when there are at least
+``min_reference_cells`` of them; otherwise documented defaults (``z_on``) apply. The continuous identity
+score (:func:`identity_score`) is the HSC programme margin minus how far each other condition is failed, so
+ranking cells by it ranks HSC identity.
 
 Numeric cores (:func:`identity_thresholds`, :func:`identity_calls`, :func:`identity_score`,
 :func:`class_fraction_ci`) take arrays; :func:`hsc_identity` is the AnnData wrapper.
@@ -160,8 +165,13 @@ def identity_calls(
     hsc = _on(z["hsc"], thresholds["hsc"], if_missing=False)
     if gate_count is not None:
         hsc &= np.asarray(gate_count, dtype=float) >= thresholds["gate"]
-    haem = _on(z["haematopoietic"], thresholds["haematopoietic"], if_missing=True)
     endo = _on(z["endothelial"], thresholds["endothelial"], if_missing=False)
+    # haematopoietic identity does not count where a stronger endothelial identity overshadows it
+    m_haem = np.asarray(z["haematopoietic"], dtype=float) - thresholds["haematopoietic"]
+    m_endo = np.asarray(z["endothelial"], dtype=float) - thresholds["endothelial"]
+    overshadowed = endo & (m_endo > np.nan_to_num(m_haem, nan=np.inf))
+    haem_signal = _on(z["haematopoietic"], thresholds["haematopoietic"], if_missing=False) & ~overshadowed
+    haem = haem_signal | ~np.isfinite(m_haem)  # an unscored programme does not block a call
     eht = _on(z["eht"], thresholds["eht"], if_missing=False)
     m_lin = np.nan_to_num(lineage_margin(z["lineage"], thresholds["lineage"])[0], nan=-np.inf)
     lineage = m_lin >= 0
@@ -170,8 +180,8 @@ def identity_calls(
     conditions = [
         haem & ~endo & lineage_dominant,
         hsc & haem & ~endo,
-        hsc & ((endo & (eht | haem)) | (eht & ~haem)),
-        endo & ~eht & ~haem,
+        hsc & ((endo & (eht | haem_signal)) | (eht & ~haem_signal)),
+        endo & ~eht & ~haem_signal,
         haem & lineage & ~hsc,
     ]
     choices = ["committed progenitor", "HSC-like", "pre-HSC/EHT-like", "endothelial look-alike"]
@@ -445,7 +455,8 @@ RULES = (
     "on, endothelial off | pre-HSC/EHT-like: HSC on (+gate) and (endothelial on with EHT or haematopoietic "
     "on, or EHT on without haematopoietic) | "
     "endothelial look-alike: endothelial on, EHT and haematopoietic off | committed progenitor: "
-    "haematopoietic on, a lineage on, HSC off | other"
+    "haematopoietic on, a lineage on, HSC off | other. Haematopoietic counts as off where endothelial is on "
+    "with a larger margin."
 )
 
 
