@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,27 @@ def input_error(
     if fix:
         msg += f" What to do: {fix}"
     return HscseqInputError(msg)
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is if it exists but is neither a regular file nor a directory (FIFO, socket, device).
+
+    Uses ``stat`` only: a FIFO is never opened (opening one for reading blocks until a writer appears).
+    Symbolic links are followed. ``None`` for regular files, directories and missing paths.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def resource_path(*parts: str) -> Path:
