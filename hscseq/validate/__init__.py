@@ -180,6 +180,7 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
         )
         config = with_defaults(config, schema)
     if result.problems or "samples" not in config:
+        result.problems = [_one_line(p) for p in result.problems]
         return result
     from hscseq.workflow import check_sample_sheet
 
@@ -187,6 +188,7 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
     sheet_df, sheet_problems = check_sample_sheet(sheet, detect=False)
     result.problems += sheet_problems
     if sheet_df is None:
+        result.problems = [_one_line(p) for p in result.problems]
         return result
     result.sheet = sheet_df
     result.problems += _check_rows(sheet_df, sheet)
@@ -203,9 +205,20 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
     problems, warnings = _check_conditions(sheet_df, config, labels, ref_labels)
     result.problems += problems
     result.warnings += warnings
+    result.problems = [_one_line(p) for p in result.problems]
+    result.warnings = [_one_line(w) for w in result.warnings]
     for w in result.warnings:
         logger.warning("%s", w)
     return result
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    """One line per problem: whitespace (e.g. a multi-line parser message) collapsed, very long text cut."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    head, sep, fix = line.partition(" What to do: ")
+    return head[: limit - len(fix) - 20] + " [...]" + sep + fix
 
 
 def _check_samples(sheet_df: pd.DataFrame, config: Mapping, result: ValidationResult) -> dict[str, Peek]:
@@ -238,7 +251,7 @@ def raise_if_invalid(
     """:func:`validate_run` plus a safe-YAML check of ``config_files``; one error lists every problem."""
     problems = [p for f in config_files for p in check_config_file(f)]
     result = validate_run(config, base_dir=base_dir)
-    result.problems[:0] = problems
+    result.problems[:0] = [_one_line(p) for p in problems]
     if not result.ok:
         raise HscseqInputError(result.report())
     return result

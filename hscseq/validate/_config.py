@@ -254,7 +254,7 @@ def check_reference(config: Mapping, base_dir: Path | None) -> tuple[list[str], 
                             f"fidelity.{opt}",
                             f"{col!r} is not an obs column of the reference (columns: {cols}).",
                             path=path,
-                            fix=f"set fidelity.{opt} to one of the listed columns.",
+                            fix=f"set fidelity.{opt} to one of {cols}.",
                         )
                     )
                 elif opt == "reference_label_key":

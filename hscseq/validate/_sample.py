@@ -14,7 +14,7 @@ from hscseq import genes, ingest
 from hscseq._utils import HscseqInputError, input_error, special_file_kind
 from hscseq.validate._base import MIN_CELLS, Peek, _Bad, describe
 from hscseq.validate._hdf5 import _peek_10x_h5, _peek_h5ad, _peek_loom
-from hscseq.validate._text import peek_mtx, peek_table
+from hscseq.validate._text import peek_mtx, peek_table, refuse_special_children
 
 _READ_ERRORS = (
     OSError,
@@ -102,6 +102,17 @@ def check_sample(row: Mapping, settings: Mapping) -> Peek:
     peek = Peek()
     if not path.exists() or (forced and forced not in ingest.FORMATS):
         return peek  # reported by the sheet checks / the row schema
+    try:
+        if path.is_dir():
+            refuse_special_children(path)
+            if forced and _family(forced) != "mtx" and ingest._mtx_dir(path) is None:
+                raise _Bad(
+                    f"the path is a directory ({describe(path)}) but format {forced!r} is a single file.",
+                    "give the file itself, or fix the 'format' column (empty detects it).",
+                )
+    except _Bad as bad:
+        peek.problems.append(str(input_error(str(bad), sample=sample, path=bad.path or path, fix=bad.fix)))
+        return peek
     fmt = _choose_format(path, forced, sample, peek)
     if fmt is None:
         return peek

@@ -30,6 +30,14 @@ from hscseq.validate._base import (
 _MTX_NAMES = ("matrix.mtx", "barcodes.tsv", "features.tsv", "genes.tsv")
 
 
+def refuse_special_children(path: Path) -> None:
+    """Refuse a FIFO/socket/device named like an MTX file in ``path`` or a Cell Ranger/STARsolo subfolder."""
+    subdirs = ("", "filtered_feature_bc_matrix", "outs/filtered_feature_bc_matrix", "Solo.out/Gene/filtered")
+    for sub in subdirs:
+        if (path / sub).is_dir():
+            _refuse_special_children(path / sub)
+
+
 def _refuse_special_children(directory: Path) -> None:
     for child in directory.iterdir():
         if child.name.removesuffix(".gz") in _MTX_NAMES:
