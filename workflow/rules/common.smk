@@ -9,7 +9,9 @@ from hscseq.workflow import load_samples, resolve_config_path
 # the config names, checked cheaply before any job; one error lists every problem (sample, file, fix).
 # Job processes that re-parse the workflow (cluster execution) only reload the already checked sheet.
 if workflow.is_main_process:
-    raise_if_invalid(config, base_dir=workflow.basedir, config_files=workflow.configfiles)
+    raise_if_invalid(
+        config, base_dir=workflow.basedir, config_files=workflow.configfiles
+    )
 
 validate(config, schema="../schemas/config.schema.yaml")
 
