@@ -91,8 +91,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+#: Provenance JSON of the running Snakemake job (set by hscseq.workflow.run_from_snakemake when the rule has
+#: a ``provenance`` input); every h5ad written by :func:`write_h5ad` then carries it in uns["hscseq"].
+_PROVENANCE: str | None = None
+
+
+def set_provenance(record_json: str | None) -> None:
+    global _PROVENANCE
+    _PROVENANCE = record_json
+
+
 def write_h5ad(adata, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically (gzip-free for speed)."""
+    """Write ``adata`` to ``path`` atomically (gzip-free for speed), with the run's provenance if set."""
+    if _PROVENANCE is not None:
+        hscseq_uns = adata.uns.get("hscseq")
+        if not isinstance(hscseq_uns, dict):
+            hscseq_uns = adata.uns["hscseq"] = {}
+        hscseq_uns["provenance"] = _PROVENANCE
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp.with_suffix(".h5ad"))
         tmp.with_suffix(".h5ad").rename(tmp)

@@ -31,12 +31,22 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
 def run_from_snakemake(smk: Any, func: Callable[..., Any]) -> Any:
     """Call ``func(**named inputs, **named outputs, **named params)`` with logging to the rule's log.
 
-    Every input, output and param of the rule must be named; the names are ``func``'s keyword arguments.
+    Every input, output and param of the rule must be named; the names are ``func``'s keyword arguments,
+    except an input named ``provenance`` (``results/provenance.json``): its record is stored in
+    ``uns["hscseq"]["provenance"]`` of every h5ad the job writes.
     """
     setup_logging(smk.log[0] if len(smk.log) else None)
     kwargs: dict[str, Any] = {}
+    named_inputs = dict(smk.input.items())
+    if "provenance" in named_inputs:
+        from hscseq import provenance
+        from hscseq._utils import set_provenance
+
+        set_provenance(provenance.as_uns(provenance.load(named_inputs["provenance"])))
     for namedlist in (smk.input, smk.output, smk.params):
         for name, value in namedlist.items():
+            if namedlist is smk.input and name == "provenance":
+                continue  # recorded in every h5ad the job writes (hscseq._utils.write_h5ad)
             if name in kwargs:
                 msg = f"rule {smk.rule}: the name {name!r} is used twice among input/output/params"
                 raise ValueError(msg)
