@@ -1,0 +1,113 @@
+"""Resume after a crash and determinism, sharing one extra run of the tiny workflow.
+
+The run is SIGKILLed (the whole Snakemake process group) while a QC job runs, resumed, SIGKILLed again
+while integration runs, and resumed to the end. Jobs that had finished are not recomputed (their outputs and
+benchmark files keep their mtimes), no output of a killed job is left in place, and the final tables equal
+those of the uninterrupted session run (``workflow_run``): the same config and seed give the same labels,
+scores, scorecard and provenance.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import snakemake_command
+
+TABLES = [
+    "results/tables/cells.tsv.gz",
+    "results/tables/scorecard.tsv",
+    "results/tables/composition.tsv",
+    "results/tables/hsc_programme.tsv",
+    "results/tables/qc_summary.tsv",
+    "results/tables/markers.tsv",
+    "results/tables/integration_metrics.tsv",
+    "results/provenance.json",
+]
+
+
+def _kill_while(
+    cmd: list[str], cwd: Path, workdir: Path, *, running: str, unfinished: str, timeout: float = 1200
+):
+    """Start ``cmd``; SIGKILL its process group once the log ``running`` exists, ``unfinished`` not."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            logs = list(workdir.glob(running))
+            if logs and not (workdir / unfinished).exists():
+                time.sleep(1.0)  # let the job get under way
+                if not (workdir / unfinished).exists():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=60)
+                    return logs
+            if proc.poll() is not None:
+                pytest.fail(f"snakemake ended ({proc.returncode}) before {running} ran")
+            time.sleep(0.2)
+        pytest.fail(f"{running} never ran")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return []
+
+
+def _finished(workdir: Path) -> dict[str, float]:
+    """mtime of every output of a finished job (its benchmark file is written once the job succeeded)."""
+    out = {}
+    for bench in workdir.glob("benchmarks/**/*.tsv"):
+        out[str(bench.relative_to(workdir))] = bench.stat().st_mtime_ns
+    for pattern in ("results/ingest/*.h5ad", "results/qc/*.h5ad", "results/qc/*.summary.tsv"):
+        for path in workdir.glob(pattern):
+            stage, sample = path.parent.name, path.name.split(".")[0]
+            if (workdir / "benchmarks" / stage / f"{sample}.tsv").exists():
+                out[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
+    return out
+
+
+def _content(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+@pytest.mark.workflow
+@pytest.mark.timeout(3600)
+def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run(workflow_run, tmp_path):
+    workdir = tmp_path / "run"
+    cmd = snakemake_command(workdir, workflow_run.sheet, "--rerun-incomplete")
+
+    _kill_while(
+        cmd, tmp_path, workdir, running="logs/qc/*.log", unfinished="results/qc/engineered_7TF.summary.tsv"
+    )
+    done_1 = _finished(workdir)
+    assert any(k.startswith("benchmarks/ingest/") for k in done_1), "some ingest job finished before the kill"
+
+    _kill_while(
+        cmd, tmp_path, workdir, running="logs/integrate.log", unfinished="results/integrate/integrated.h5ad"
+    )
+    done_2 = _finished(workdir)
+    for path, mtime in done_1.items():
+        assert done_2.get(path) == mtime, f"{path} was recomputed after the first kill"
+    assert any(k.startswith("benchmarks/qc/") for k in done_2), "QC finished before integration"
+
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    done_3 = _finished(workdir)
+    for path, mtime in done_2.items():
+        assert done_3.get(path) == mtime, f"{path} was recomputed after the second kill"
+
+    for table in TABLES:
+        a, b = workflow_run.directory / table, workdir / table
+        assert _content(b) == _content(a), f"{table} differs from the uninterrupted run with the same seed"
+    provenance = json.loads((workdir / "results/provenance.json").read_text())
+    samples = {line.split("\t")[0] for line in workflow_run.sheet.read_text().splitlines()[1:]}
+    assert set(provenance["inputs"]) == samples
