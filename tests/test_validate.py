@@ -565,3 +565,24 @@ def test_python_object_in_a_config_dict_is_refused(tmp_path, good):
     cfg["report"]["title"] = os.system
     result = validate_run(cfg, base_dir=REPO)
     _problem(result, "'report.title'", "not plain data", fix="never evaluated")
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("child\tparent\nLT-HSC\tHSC\nHSC\tLT-HSC\n", "cycle"),
+        ("LT-HSC\tHSC\tstem\n", "3 tab-separated fields"),
+        ("LT-HSC\tHSC\nLT-HSC\tMPP\n", "two parents"),
+    ],
+)
+def test_label_hierarchy_file_is_parsed(tmp_path, text, what):
+    """A config key naming a hierarchy TSV (the mapping stage's) is parsed: malformed or cyclic is refused."""
+    from hscseq.validate._config import check_hierarchy
+
+    path = tmp_path / "hierarchy.tsv"
+    path.write_text(text)
+    (line,) = check_hierarchy({"fidelity": {"label_hierarchy": str(path)}}, REPO, [])
+    assert "'fidelity.label_hierarchy'" in line and str(path) in line and what in line
+    assert "child<TAB>parent" in line.split("What to do:")[1]
+    path.write_text("child\tparent\nLT-HSC\tHSC\nHSC\tHSPC\n")
+    assert check_hierarchy({"fidelity": {"label_hierarchy": str(path)}}, REPO, []) == []
