@@ -467,6 +467,14 @@ def test_unknown_and_mistyped_config_keys(tmp_path, good):
     _problem(result, "'qc.mito_max_pct'", "'twenty' is not of type 'number'", fix="config.schema.yaml")
 
 
+def test_config_and_input_problems_are_reported_together(tmp_path, good):
+    rows = [_ref(good), _row("e", good["h5"], species="human")]
+    result = _validate(tmp_path, rows, qc={"n_madz": 3}, score={"min_coverage": 2})
+    _problem(result, "'qc'", "'n_madz' was unexpected", fix="config.schema.yaml")
+    _problem(result, "'score.min_coverage'", "greater than the maximum", fix="config.schema.yaml")
+    _problem(result, "sample 'e'", "declares species 'human'", fix="'mouse'")
+
+
 def test_per_sample_override_of_an_unknown_sample(tmp_path, good):
     result = _validate(
         tmp_path, [_ref(good), _row("e", good["h5"])], qc={"per_sample": {"e2": {"n_mads": 3}}}

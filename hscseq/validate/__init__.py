@@ -178,8 +178,8 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
                 fix="see workflow/schemas/config.schema.yaml.",
             ),
         )
-        config = with_defaults(config, schema)
-    if result.problems or "samples" not in config:
+        config = _usable(config, schema, bad=bool(result.problems))
+    if not isinstance(config.get("samples"), str):
         result.problems = [_one_line(p) for p in result.problems]
         return result
     from hscseq.workflow import check_sample_sheet
@@ -219,6 +219,22 @@ def _one_line(text: str, limit: int = 600) -> str:
         return line
     head, sep, fix = line.partition(" What to do: ")
     return head[: limit - len(fix) - 20] + " [...]" + sep + fix
+
+
+def _usable(config: Mapping, schema: Mapping, *, bad: bool) -> dict:
+    """The config with defaults; with schema problems (already reported), each invalid section is replaced by
+    its defaults so that the sheet and the inputs are still checked and every problem is reported at once."""
+    import jsonschema
+
+    if bad:
+        validator = jsonschema.Draft202012Validator(schema)
+        broken = {str(e.path[0]) for e in validator.iter_errors(config) if e.path}
+        config = {
+            k: v
+            for k, v in config.items()
+            if k not in broken and (k == "samples" or isinstance(v, Mapping)) and k in schema["properties"]
+        }
+    return with_defaults(config, schema)
 
 
 def _check_samples(sheet_df: pd.DataFrame, config: Mapping, result: ValidationResult) -> dict[str, Peek]:
