@@ -33,32 +33,38 @@ TABLES = [
 ]
 
 
-def _kill_while(
-    cmd: list[str], cwd: Path, workdir: Path, *, running: str, unfinished: str, timeout: float = 1200
-):
-    """Start ``cmd``; SIGKILL its process group once the log ``running`` exists, ``unfinished`` not."""
+def _running(workdir: Path, stage: str) -> bool:
+    """A job of ``stage`` runs: its log exists (written when the job starts), its benchmark not yet."""
+    logs = list(workdir.glob(f"logs/{stage}/*.log")) or list(workdir.glob(f"logs/{stage}.log"))
+    for log in logs:
+        bench = workdir / "benchmarks" / log.relative_to(workdir / "logs").with_suffix(".tsv")
+        if log.stem != "summary" and not bench.exists():
+            return True
+    return False
+
+
+def _kill_while(cmd: list[str], cwd: Path, workdir: Path, stage: str, timeout: float = 1800) -> None:
+    """Start ``cmd``; SIGKILL its whole process group while a job of ``stage`` runs."""
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            logs = list(workdir.glob(running))
-            if logs and not (workdir / unfinished).exists():
+            if _running(workdir, stage):
                 time.sleep(1.0)  # let the job get under way
-                if not (workdir / unfinished).exists():
+                if _running(workdir, stage):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=60)
-                    return logs
+                    return
             if proc.poll() is not None:
-                pytest.fail(f"snakemake ended ({proc.returncode}) before {running} ran")
+                pytest.fail(f"snakemake ended ({proc.returncode}) before a {stage} job ran")
             time.sleep(0.2)
-        pytest.fail(f"{running} never ran")
+        pytest.fail(f"no {stage} job ran within {timeout} s")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return []
 
 
 def _finished(workdir: Path) -> dict[str, float]:
@@ -72,6 +78,15 @@ def _finished(workdir: Path) -> dict[str, float]:
             if (workdir / "benchmarks" / stage / f"{sample}.tsv").exists():
                 out[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
     return out
+
+
+def _no_half_written_output(workdir: Path) -> None:
+    """Every h5ad under its real name opens (outputs are renamed into place only when complete)."""
+    import h5py
+
+    for path in workdir.glob("results/**/*.h5ad"):
+        with h5py.File(path, "r") as f:
+            assert "obs" in f and "X" in f, path
 
 
 def _content(path: Path) -> bytes:
@@ -88,6 +103,7 @@ def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run
     _kill_while(
         cmd, tmp_path, workdir, running="logs/qc/*.log", unfinished="results/qc/engineered_7TF.summary.tsv"
     )
+    _no_half_written_output(workdir)
     done_1 = _finished(workdir)
     assert any(k.startswith("benchmarks/ingest/") for k in done_1), "some ingest job finished before the kill"
 
