@@ -94,27 +94,33 @@ def _content(path: Path) -> bytes:
     return gzip.decompress(data) if path.suffix == ".gz" else data
 
 
-@pytest.mark.workflow
-@pytest.mark.timeout(3600)
-def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run(workflow_run, tmp_path):
-    workdir = tmp_path / "run"
-    cmd = snakemake_command(workdir, workflow_run.sheet, "--rerun-incomplete")
-
-    _kill_while(
-        cmd, tmp_path, workdir, running="logs/qc/*.log", unfinished="results/qc/engineered_7TF.summary.tsv"
+def _unlock(cmd: list[str], cwd: Path) -> None:
+    """A SIGKILLed Snakemake leaves its lock behind: ``--unlock`` (same options) before resuming."""
+    proc = subprocess.run(
+        [*cmd, "--unlock"], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def resume_and_compare(reference: Path, sheet: Path, tmp_path: Path) -> None:
+    """Kill during QC, resume, kill during integration, resume to the end; compare with ``reference``."""
+    workdir = tmp_path / "run"
+    cmd = snakemake_command(workdir, sheet, "--rerun-incomplete")
+
+    _kill_while(cmd, tmp_path, workdir, "qc")
     _no_half_written_output(workdir)
     done_1 = _finished(workdir)
     assert any(k.startswith("benchmarks/ingest/") for k in done_1), "some ingest job finished before the kill"
 
-    _kill_while(
-        cmd, tmp_path, workdir, running="logs/integrate.log", unfinished="results/integrate/integrated.h5ad"
-    )
+    _unlock(cmd, tmp_path)
+    _kill_while(cmd, tmp_path, workdir, "integrate")
+    _no_half_written_output(workdir)
     done_2 = _finished(workdir)
     for path, mtime in done_1.items():
         assert done_2.get(path) == mtime, f"{path} was recomputed after the first kill"
     assert any(k.startswith("benchmarks/qc/") for k in done_2), "QC finished before integration"
 
+    _unlock(cmd, tmp_path)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     done_3 = _finished(workdir)
@@ -122,8 +128,14 @@ def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run
         assert done_3.get(path) == mtime, f"{path} was recomputed after the second kill"
 
     for table in TABLES:
-        a, b = workflow_run.directory / table, workdir / table
+        a, b = reference / table, workdir / table
         assert _content(b) == _content(a), f"{table} differs from the uninterrupted run with the same seed"
     provenance = json.loads((workdir / "results/provenance.json").read_text())
-    samples = {line.split("\t")[0] for line in workflow_run.sheet.read_text().splitlines()[1:]}
+    samples = {line.split("\t")[0] for line in sheet.read_text().splitlines()[1:]}
     assert set(provenance["inputs"]) == samples
+
+
+@pytest.mark.workflow
+@pytest.mark.timeout(3600)
+def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run(workflow_run, tmp_path):
+    resume_and_compare(workflow_run.directory, workflow_run.sheet, tmp_path)
