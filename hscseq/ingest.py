@@ -902,8 +902,10 @@ def read_sample(
         raise
     except _READ_ERRORS as exc:
         what = "corrupt or truncated" if isinstance(exc, OSError | EOFError | zlib.error) else "unreadable"
+        from hscseq.validate._base import describe  # what the file looks like, for a wrongly forced format
+
         raise input_error(
-            f"the {fmt} input is {what}: {type(exc).__name__}: {exc}",
+            f"the {fmt} input is {what}: {type(exc).__name__}: {exc} (the file looks like {describe(path)})",
             sample=sample,
             path=path,
             fix=f"check that the file is complete (copy it again and compare checksums) and that "

@@ -171,6 +171,15 @@ def test_wrong_forced_format_names_what_the_file_looks_like(tmp_path, good, sour
     assert f"looks like {looks}" in line
 
 
+def test_wrong_forced_format_hint_from_ingest_too(tmp_path, good):
+    """Library use without validation: the reader's error also says what the file looks like."""
+    from hscseq import HscseqInputError
+    from hscseq.ingest import read_sample
+
+    with pytest.raises(HscseqInputError, match=r"h5ad input .* looks like a gzip-compressed tab-separated"):
+        read_sample(good["tsv"], sample="s", species="mouse", fmt="h5ad")
+
+
 def test_tab_table_forced_as_csv(tmp_path, good):
     result = _validate(tmp_path, [_ref(good), _row("tab", good["tsv"], fmt="csv")])
     _problem(result, "'tab'", "tab-separated", fix="'format' to tsv")
