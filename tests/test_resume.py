@@ -22,13 +22,23 @@ import pytest
 from .conftest import snakemake_command
 
 TABLES = [
-    "results/tables/cells.tsv.gz",
-    "results/tables/scorecard.tsv",
-    "results/tables/composition.tsv",
-    "results/tables/hsc_programme.tsv",
-    "results/tables/qc_summary.tsv",
-    "results/tables/markers.tsv",
-    "results/tables/integration_metrics.tsv",
+    *(
+        f"results/tables/{name}"
+        for name in (
+            "cells.tsv.gz",
+            "scorecard.tsv",
+            "composition.tsv",
+            "hsc_programme.tsv",
+            "hsc_missing_genes.tsv",
+            "signature_coverage.tsv",
+            "qc_summary.tsv",
+            "markers.tsv",
+            "integration_metrics.tsv",
+            "de.tsv",
+            "fidelity_controls.tsv",
+            "timecourse.tsv",
+        )
+    ),
     "results/provenance.json",
 ]
 
@@ -133,6 +143,11 @@ def resume_and_compare(reference: Path, sheet: Path, tmp_path: Path) -> None:
     provenance = json.loads((workdir / "results/provenance.json").read_text())
     samples = {line.split("\t")[0] for line in sheet.read_text().splitlines()[1:]}
     assert set(provenance["inputs"]) == samples
+    import h5py
+
+    with h5py.File(workdir / "results/anndata/integrated.h5ad", "r") as f:
+        stored = f["uns/hscseq/provenance"][()]
+    assert json.loads(stored.decode() if isinstance(stored, bytes) else stored) == provenance
 
 
 @pytest.mark.workflow
