@@ -19,6 +19,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/integrate.smk"
@@ -37,3 +38,4 @@ rule all:
         "results/tables/qc_summary.tsv",
         "results/tables/scorecard.tsv",
         "results/tables/composition.tsv",
+        "results/provenance.json",

@@ -28,10 +28,12 @@ _SUBMODULES = {
     "merge",
     "pl",
     "pp",
+    "provenance",
     "qc",
     "report",
     "score",
     "tl",
+    "validate",
     "workflow",
 }
 

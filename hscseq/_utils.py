@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,27 @@ def input_error(
     if fix:
         msg += f" What to do: {fix}"
     return HscseqInputError(msg)
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is if it exists but is neither a regular file nor a directory (FIFO, socket, device).
+
+    Uses ``stat`` only: a FIFO is never opened (opening one for reading blocks until a writer appears).
+    Symbolic links are followed. ``None`` for regular files, directories and missing paths.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def resource_path(*parts: str) -> Path:
@@ -69,8 +91,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+#: Provenance JSON of the running Snakemake job (set by hscseq.workflow.run_from_snakemake when the rule has
+#: a ``provenance`` input); every h5ad written by :func:`write_h5ad` then carries it in uns["hscseq"].
+_PROVENANCE: str | None = None
+
+
+def set_provenance(record_json: str | None) -> None:
+    global _PROVENANCE
+    _PROVENANCE = record_json
+
+
 def write_h5ad(adata, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically (gzip-free for speed)."""
+    """Write ``adata`` to ``path`` atomically (gzip-free for speed), with the run's provenance if set."""
+    if _PROVENANCE is not None:
+        hscseq_uns = adata.uns.get("hscseq")
+        if not isinstance(hscseq_uns, dict):
+            hscseq_uns = adata.uns["hscseq"] = {}
+        hscseq_uns["provenance"] = _PROVENANCE
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp.with_suffix(".h5ad"))
         tmp.with_suffix(".h5ad").rename(tmp)

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hscseq import genes
-from hscseq._utils import HscseqInputError, input_error, write_h5ad
+from hscseq._utils import HscseqInputError, input_error, special_file_kind, write_h5ad
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,19 @@ def _is_starsolo(directory: Path) -> bool:
     )
 
 
+def _refuse_special(path: Path, sample: str | None) -> None:
+    """Refuse a FIFO, socket or device without opening it (opening a FIFO for reading would block)."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise input_error(
+            f"the count matrix is {kind}, not a regular file or directory; it was not opened.",
+            sample=sample,
+            path=path,
+            fix="point the 'path' column at the count-matrix file itself (copy streamed data to a "
+            "file first).",
+        )
+
+
 def detect_format(path: str | os.PathLike, *, sample: str | None = None) -> str:
     """Detect the format of a count matrix cheaply (file signature, HDF5 top-level keys, names).
 
@@ -153,6 +166,7 @@ def detect_format(path: str | os.PathLike, *, sample: str | None = None) -> str:
             path=path,
             fix="correct the 'path' column of the sample sheet.",
         )
+    _refuse_special(path, sample)
     if path.is_dir():
         mtx = _mtx_dir(path)
         if mtx is None:
@@ -379,6 +393,15 @@ def _read_mtx(path: Path, *, sample: str, reader_name: str) -> _Raw:
             sample=sample,
             path=directory,
             fix="the three files come from different runs or were truncated: copy the whole folder again.",
+        )
+    if nnz > n_features * n_cells:
+        raise input_error(
+            f"the matrix.mtx header announces {nnz} entries, more than its {n_features} x {n_cells} "
+            "dimensions "
+            "can hold (corrupt header).",
+            sample=sample,
+            path=matrix,
+            fix="the file is corrupt: copy the whole matrix folder again from its source.",
         )
     X = _read_mtx_body(matrix, n_header, n_features, n_cells, nnz)
     ids = [r[0] for r in features]
@@ -906,6 +929,7 @@ def read_sample(
             path=path,
             fix="correct the 'path' column of the sample sheet.",
         )
+    _refuse_special(path, sample)
     logger.info("sample %s: reading %s as %s", sample, path, fmt)
     try:
         if fmt == "10x_h5":
@@ -928,8 +952,10 @@ def read_sample(
         raise
     except _READ_ERRORS as exc:
         what = "corrupt or truncated" if isinstance(exc, OSError | EOFError | zlib.error) else "unreadable"
+        from hscseq.validate._base import describe  # what the file looks like, for a wrongly forced format
+
         raise input_error(
-            f"the {fmt} input is {what}: {type(exc).__name__}: {exc}",
+            f"the {fmt} input is {what}: {type(exc).__name__}: {exc} (the file looks like {describe(path)})",
             sample=sample,
             path=path,
             fix=f"check that the file is complete (copy it again and compare checksums) and that "

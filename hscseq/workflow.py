@@ -31,12 +31,22 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
 def run_from_snakemake(smk: Any, func: Callable[..., Any]) -> Any:
     """Call ``func(**named inputs, **named outputs, **named params)`` with logging to the rule's log.
 
-    Every input, output and param of the rule must be named; the names are ``func``'s keyword arguments.
+    Every input, output and param of the rule must be named; the names are ``func``'s keyword arguments,
+    except an input named ``provenance`` (``results/provenance.json``): its record is stored in
+    ``uns["hscseq"]["provenance"]`` of every h5ad the job writes.
     """
     setup_logging(smk.log[0] if len(smk.log) else None)
     kwargs: dict[str, Any] = {}
+    named_inputs = dict(smk.input.items())
+    if "provenance" in named_inputs:
+        from hscseq import provenance
+        from hscseq._utils import set_provenance
+
+        set_provenance(provenance.as_uns(provenance.load(named_inputs["provenance"])))
     for namedlist in (smk.input, smk.output, smk.params):
         for name, value in namedlist.items():
+            if namedlist is smk.input and name == "provenance":
+                continue  # recorded in every h5ad the job writes (hscseq._utils.write_h5ad)
             if name in kwargs:
                 msg = f"rule {smk.rule}: the name {name!r} is used twice among input/output/params"
                 raise ValueError(msg)
@@ -71,36 +81,79 @@ def resolve_config_path(path: str | os.PathLike, repo_dir: str | os.PathLike) ->
 def load_samples(sheet: str | os.PathLike):
     """Read and check the sample sheet; return a DataFrame indexed by sample with absolute paths.
 
-    Checks, each with an error that names the sample and what to do: required columns present, unknown
-    columns, sample names unique, every path present, at most one species among in vivo samples. JSON-schema
-    validation of each row happens in ``common.smk`` (``workflow/schemas/samples.schema.yaml``).
+    Raises one :class:`~hscseq.HscseqInputError` listing every problem found by :func:`check_sample_sheet`.
+    """
+    from hscseq._utils import HscseqInputError
+
+    df, problems = check_sample_sheet(sheet)
+    if problems:
+        raise HscseqInputError("\n".join(problems))
+    return df
+
+
+def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
+    """Check the sample sheet; return ``(DataFrame indexed by sample, problems)``, collecting every problem.
+
+    Checks, each with a one-line message naming the sample, the file and what to do: the sheet is a
+    tab-separated file, required columns present, unknown columns, sample names unique, every path present,
+    label_column only on in vivo samples, at most one species among in vivo samples, and (``detect``) the
+    format of every auto-detected count matrix (cheap: signature and names; non-regular files refused
+    without being opened). The DataFrame is ``None`` when the sheet cannot be read at all.
+    JSON-schema validation of each row is done by :func:`hscseq.validate.validate_run`.
     """
     import pandas as pd
 
-    from hscseq._utils import input_error
+    from hscseq._utils import HscseqInputError, input_error
     from hscseq.ingest import detect_format
 
     sheet = Path(sheet)
     if not sheet.is_file():
-        raise input_error(
-            "the sample sheet does not exist.",
-            path=sheet,
-            fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').",
-        )
-    df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment=None)
-    df.columns = [c.strip() for c in df.columns]
+        what = "is not a regular file" if sheet.exists() else "does not exist"
+        return None, [
+            str(
+                input_error(
+                    f"the sample sheet {what}.",
+                    path=sheet,
+                    fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').",
+                )
+            )
+        ]
+    try:
+        df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment=None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        return None, [
+            str(
+                input_error(
+                    f"the sample sheet cannot be parsed as TSV ({type(exc).__name__}: {exc}).",
+                    path=sheet,
+                    fix="write one tab-separated header line and one tab-separated row per sample.",
+                )
+            )
+        ]
+    df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in SHEET_COLUMNS if c not in df.columns]
     if missing:
-        raise input_error(
-            f"the sample sheet lacks the column(s) {missing}.",
-            path=sheet,
-            fix=f"give the columns {list(SHEET_COLUMNS)} (optional: {list(OPTIONAL_COLUMNS)}).",
-        )
+        comma = len(df.columns) == 1 and "," in df.columns[0]
+        return None, [
+            str(
+                input_error(
+                    f"the sample sheet lacks the column(s) {missing}"
+                    + (" (it looks comma-separated)." if comma else "."),
+                    path=sheet,
+                    fix=("separate the columns with tabs, not commas; " if comma else "")
+                    + f"give the columns {list(SHEET_COLUMNS)} (optional: {list(OPTIONAL_COLUMNS)}).",
+                )
+            )
+        ]
+    problems: list[str] = []
+
+    def problem(what, *, sample=None, path=sheet, fix=None):
+        problems.append(str(input_error(what, sample=sample, path=path, fix=fix)))
+
     unknown = [c for c in df.columns if c not in SHEET_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
-        raise input_error(
+        problem(
             f"unknown column(s) {unknown} in the sample sheet.",
-            path=sheet,
             fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.",
         )
     for col in OPTIONAL_COLUMNS:
@@ -108,42 +161,48 @@ def load_samples(sheet: str | os.PathLike):
             df[col] = ""
     df = df.apply(lambda s: s.str.strip())
     if df.empty:
-        raise input_error("the sample sheet has no rows.", path=sheet, fix="add one row per sample.")
+        problem("the sample sheet has no rows.", fix="add one row per sample.")
+        return None, problems
     dup = df["sample"][df["sample"].duplicated()].unique().tolist()
     if dup:
-        raise input_error(
+        problem(
             f"sample name(s) {dup} appear more than once in the sample sheet.",
-            path=sheet,
             fix="give every sample a unique name.",
         )
     for row in df.itertuples():
+        if not row.path:
+            problem(
+                "the 'path' column is empty.", sample=row.sample, fix="give the count matrix of this sample."
+            )
+            continue
         p = Path(row.path)
         if not p.is_absolute():
             p = sheet.parent / p
+        df.loc[row.Index, "path"] = str(p.resolve())
         if not p.exists():
-            raise input_error(
+            problem(
                 "the count matrix does not exist.",
                 sample=row.sample,
                 path=p,
                 fix="correct the 'path' column (relative paths are relative to the sample "
                 f"sheet {str(sheet)!r}).",
             )
-        df.loc[row.Index, "path"] = str(p.resolve())
-        if row.format in ("", "auto"):
-            detect_format(p, sample=row.sample)  # cheap: refuses unreadable/unknown files before any job
+        elif detect and row.format in ("", "auto"):
+            try:
+                detect_format(p, sample=row.sample)  # cheap: refuses unreadable/unknown files before any job
+            except HscseqInputError as exc:
+                problems.append(str(exc))
         if row.label_column and row.condition != "in_vivo":
-            raise input_error(
+            problem(
                 "label_column is only used for in vivo (reference) samples.",
                 sample=row.sample,
-                path=sheet,
                 fix="leave label_column empty for engineered/organoid samples.",
             )
     ref_species = df.loc[df["condition"] == "in_vivo", "species"].unique()
     if len(ref_species) > 1:
-        raise input_error(
+        problem(
             f"in vivo samples mix species {sorted(ref_species)}.",
-            path=sheet,
             fix="use one species for the in vivo reference samples; query samples of the other "
             "species are mapped through one-to-one orthologs.",
         )
-    return df.set_index("sample", drop=False)
+    return df.set_index("sample", drop=False), problems

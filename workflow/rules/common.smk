@@ -2,17 +2,21 @@
 
 from snakemake.utils import validate
 
+from hscseq.validate import raise_if_invalid
 from hscseq.workflow import load_samples, resolve_config_path
+
+# README "What is checked before the run starts": config, sample sheet, every count matrix and every file
+# the config names, checked cheaply before any job; one error lists every problem (sample, file, fix).
+# Job processes that re-parse the workflow (cluster execution) only reload the already checked sheet.
+if workflow.is_main_process:
+    raise_if_invalid(
+        config, base_dir=workflow.basedir, config_files=workflow.configfiles
+    )
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 SAMPLE_SHEET = resolve_config_path(config["samples"], workflow.basedir)
 SAMPLES = load_samples(SAMPLE_SHEET)
-for _, _row in SAMPLES.iterrows():
-    validate(
-        _row.to_frame().T.replace("", None).dropna(axis=1),
-        schema="../schemas/samples.schema.yaml",
-    )
 
 SAMPLE_NAMES = list(SAMPLES.index)
 

@@ -2,6 +2,7 @@ rule fidelity:
     input:
         scored="results/score/scored.h5ad",
         programme="results/tables/hsc_programme.tsv",
+        provenance="results/provenance.json",
     output:
         final="results/anndata/integrated.h5ad",
         cells="results/tables/cells.tsv.gz",
