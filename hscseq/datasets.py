@@ -794,8 +794,8 @@ ORGANOID_LINEAGE_TYPES: dict[str, dict[str, float]] = {
     "novel": {"endothelial_like": 1.0},
 }
 
-#: Replicate organoids per week in the demo (at least two at two of the weeks).
-ORGANOID_REPLICATES: dict[str, int] = {"week1": 1, "week2": 2, "week4": 2, "week6": 1}
+#: Replicate organoids per week in the demo (two at every week: the time course needs the scatter).
+ORGANOID_REPLICATES: dict[str, int] = {"week1": 2, "week2": 2, "week4": 2, "week6": 2}
 
 #: Endothelial genes the off-reference ``endothelial_like`` cells express (most are absent from the profiles).
 ENDOTHELIAL_GENES = (
