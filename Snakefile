@@ -25,6 +25,7 @@ include: "workflow/rules/integrate.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/lineages.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -37,3 +38,4 @@ rule all:
         "results/tables/qc_summary.tsv",
         "results/tables/scorecard.tsv",
         "results/tables/composition.tsv",
+        "results/tables/lineage_presence.tsv",

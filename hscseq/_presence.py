@@ -496,6 +496,7 @@ def plot_timecourse(timecourse: pd.DataFrame, counts: pd.DataFrame, *, measure: 
 def run_lineages(
     *,
     final: str,
+    summary: str,
     presence: str,
     timecourse: str,
     trends: str,
@@ -504,7 +505,8 @@ def run_lineages(
     settings: dict,
     samples: Sequence[Mapping[str, str]] = (),
 ) -> None:
-    """Stage entry: presence per sample and lineage, organoid time course and trends, two figures."""
+    """Stage entry: presence per sample and lineage (+ one summary line per sample), organoid time course and
+    trends, and two figures (composition and fidelity over time)."""
     import matplotlib.pyplot as plt
 
     from hscseq._utils import atomic_path, write_table
@@ -524,6 +526,7 @@ def run_lineages(
         logger.info("presence %s %s: %s", r["timepoint"], r["sample"], r["summary"])
     for _, r in tr[tr["trend"].isin(["rising", "falling"])].iterrows():
         logger.info("trend %s %s: %s (q = %.3g)", r["lineage"], r["measure"], r["trend"], r["q_value"])
+    write_table(presence_summary(table), summary, index=False)
     write_table(table, presence, index=False)
     write_table(tc, timecourse, index=False)
     write_table(tr, trends, index=False)

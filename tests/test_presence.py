@@ -117,9 +117,10 @@ def test_clopper_pearson_matches_known_values():
     assert hi[1] == pytest.approx(0.8129, abs=1e-4)
 
 
-def test_profile_path_recovers_the_planted_lineages():
+def test_profile_path_recovers_the_planted_lineages(tmp_path):
     """Cells simulated from the shipped profiles, mapped back onto them: lineage composition MAE <= 0.05,
     the off-reference state is called novel, B/T/NK are absent."""
+    from hscseq import fidelity
     from hscseq.fidelity import map_to_profiles
 
     specs = [s for s in datasets.organoid_specs_from_profiles(250, seed=3) if s.replicate == "r1"]
@@ -144,3 +145,9 @@ def test_profile_path_recovers_the_planted_lineages():
     # ~230 cells per organoid: a 2% lineage could be missed, so the call is "undetermined", never "present"
     assert set(lymphoid["status"]) == {"undetermined"}
     assert (lymphoid["detection_limit"] > 0.02).all()
+    # the profile-only path draws its scorecard figure (no in vivo composition: it used to raise KeyError)
+    cfg = {**fidelity.DEFAULT_SETTINGS, "n_bootstrap": 20}
+    table, comp = fidelity._profile_scorecard(adata, cfg)
+    assert "invivo_fraction" not in comp
+    fidelity.plot_scorecard(table, comp, pd.DataFrame(), tmp_path / "fidelity.png")
+    assert (tmp_path / "fidelity.png").stat().st_size > 10_000
