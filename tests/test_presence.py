@@ -1,5 +1,7 @@
 """Lineage presence calls and organoid time courses on simulated organoids with planted lineage emergence."""
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -151,3 +153,43 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     assert "invivo_fraction" not in comp
     fidelity.plot_scorecard(table, comp, pd.DataFrame(), tmp_path / "fidelity.png")
     assert (tmp_path / "fidelity.png").stat().st_size > 10_000
+
+
+def test_run_lineages_writes_tables_and_figures(tmp_path):
+    """Stage entry on a mapped object (profile reference): tables, a summary line per sample, figures."""
+    counts = _planted_counts(2, n=200)
+    hier = pr.load_lineages()
+    first_type = {lin: child for child, lin in reversed(list(hier.items()))}
+    obs_rows = []
+    for r in counts.itertuples():
+        label = "novel" if r.lineage == "novel" else first_type[r.lineage]
+        for i in range(r.n_lineage):
+            obs_rows.append(
+                {
+                    "sample": r.sample,
+                    "condition": "organoid",
+                    "timepoint": r.timepoint,
+                    "predicted_label": label,
+                    "closest_label": "Stromal" if label == "novel" else label,
+                    "label_confidence": 0.9 if i < r.n_confident else 0.2,
+                    "novel": label == "novel",
+                }
+            )
+    obs = pd.DataFrame(obs_rows)
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    adata = ad.AnnData(obs=obs, uns={"fidelity": {"params": {"method": "profiles"}, "labels": list(hier)}})
+    adata.write_h5ad(tmp_path / "final.h5ad")
+    out = {k: str(tmp_path / f"{k}.tsv") for k in ("summary", "presence", "timecourse", "trends")}
+    figs = {k: str(tmp_path / f"{k}.png") for k in ("composition_figure", "fidelity_figure")}
+    sheet = [{"sample": s, "replicate": s[-2:]} for s in counts["sample"].unique()]
+    pr.run_lineages(final=str(tmp_path / "final.h5ad"), settings={}, samples=sheet, **out, **figs)
+    presence = pd.read_csv(out["presence"], sep="\t", keep_default_na=False)
+    assert set(presence["lineage"]) == set(hier.values()) | {"novel"}
+    assert set(presence["replicate"]) == {"r1", "r2"}
+    summary = pd.read_csv(out["summary"], sep="\t").set_index("sample")["summary"]
+    assert "megakaryocyte" in summary["organoid_week6_r1"].split(" present")[0]
+    assert "B, T, NK absent" in summary["organoid_week6_r1"] or "undetermined" in summary["organoid_week6_r1"]
+    trends = pd.read_csv(out["trends"], sep="\t").set_index(["lineage", "measure"])
+    assert trends.loc[("T", "fraction"), "trend"] == "never present"
+    for f in figs.values():
+        assert Path(f).stat().st_size > 10_000
