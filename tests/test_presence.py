@@ -152,6 +152,8 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     table, comp = fidelity._profile_scorecard(adata, cfg)
     assert "invivo_fraction" not in comp
     fidelity.plot_scorecard(table, comp, pd.DataFrame(), tmp_path / "fidelity.png")
+    tc = fidelity.timecourse(table, comp)
+    assert set(tc["timepoint"]) == {"week1", "week2", "week4", "week6"}
     assert (tmp_path / "fidelity.png").stat().st_size > 10_000
 
 
