@@ -70,10 +70,12 @@ def load_lineages(path: str | Path | None = None) -> dict[str, str]:
         raise input_error(
             "the label hierarchy does not exist.", path=path, fix="fix config lineages.hierarchy."
         )
-    table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
-    if table.shape[1] < 2:
+    table = pd.read_csv(path, sep="\t", comment="#", dtype=str, header=None)
+    if table.shape[1] >= 2 and tuple(table.iloc[0, :2].str.strip().str.lower()) == ("child", "parent"):
+        table = table.iloc[1:]  # the header line is optional (the format of issue #14's hierarchy)
+    if table.shape[1] != 2:
         raise input_error(
-            "the label hierarchy needs two tab-separated columns (child, parent).",
+            "the label hierarchy needs exactly two tab-separated columns (child, parent).",
             path=path,
             fix="write one 'child<TAB>parent' line per label.",
         )
