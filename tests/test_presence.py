@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hscseq import _presence as pr
 from hscseq import datasets
+from hscseq.fidelity import presence as pr
 
 LINEAGES = ["HSPC", "myeloid", "dendritic", "erythroid", "megakaryocyte", "B", "T", "NK", "stromal", "novel"]
 
@@ -123,7 +123,7 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     """Cells simulated from the shipped profiles, mapped back onto them: lineage composition MAE <= 0.05,
     the off-reference state is called novel, B/T/NK are absent."""
     from hscseq import fidelity
-    from hscseq.fidelity import map_to_profiles
+    from hscseq.fidelity import map_to_profiles, profiles
 
     specs = [s for s in datasets.organoid_specs_from_profiles(250, seed=3) if s.replicate == "r1"]
     sims = datasets.simulate_organoids(specs, seed=3)
@@ -149,7 +149,7 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     assert (lymphoid["detection_limit"] > 0.02).all()
     # the profile-only path draws its scorecard figure (no in vivo composition: it used to raise KeyError)
     cfg = {**fidelity.DEFAULT_SETTINGS, "n_bootstrap": 20}
-    table, comp = fidelity._profile_scorecard(adata, cfg)
+    table, comp = profiles._profile_scorecard(adata, cfg)
     assert "invivo_fraction" not in comp
     fidelity.plot_scorecard(table, comp, pd.DataFrame(), tmp_path / "fidelity.png")
     tc = fidelity.timecourse(table, comp)

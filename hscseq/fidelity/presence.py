@@ -1,7 +1,6 @@
 """Lineage presence per sample and lineage time courses with replicate organoids as the unit (issue #15).
 
 Numeric cores (numpy in, arrays out) first, then AnnData/table wrappers and the workflow entry point.
-(This module moves into the ``hscseq.fidelity`` package as ``presence.py`` once that package lands.)
 
 Presence, per sample and lineage (cells rolled up from mapped types to lineages by a child -> parent table):
 

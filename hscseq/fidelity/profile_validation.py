@@ -4,8 +4,8 @@ Two checks (README, "Human runs without in vivo samples"): cells simulated from 
 profiles (planted composition) and real human PBMCs against marker-gene fractions (rule fixed in README
 before measuring). Command line::
 
-    python -m hscseq._profile_validation pbmc /work/shared/data/human_pbmc_donorA_unlabelled.h5ad
-    python -m hscseq._profile_validation simulator --seeds 3
+    python -m hscseq.fidelity.profile_validation pbmc /work/shared/data/human_pbmc_donorA_unlabelled.h5ad
+    python -m hscseq.fidelity.profile_validation simulator --seeds 3
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq import _presence as pr
+from hscseq.fidelity import presence as pr
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def compare_simulator(seed: int = 0, n_cells: int = 400) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m hscseq._profile_validation", description=__doc__.split("\n")[0]
+        prog="python -m hscseq.fidelity.profile_validation", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("pbmc")
