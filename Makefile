@@ -1,5 +1,5 @@
 # The two commands of the README quick start:
-#   make demo   -> venv + pinned install + the whole Snakemake DAG on the bundled demo -> results/report.html
+#   make demo   -> venv + pinned install + the whole DAG on both bundled scenarios -> results/<scenario>/results/report.html
 #   make test   -> venv + pinned install + system test dependencies + the full test suite
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -18,9 +18,17 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed
 
+# Two scenarios, each in its own working directory: engineered (mouse, config/demo.yaml) and organoid (human,
+# config/demo_organoid.yaml, mapped onto the shipped HematoMap profiles).
+DEMO_SCENARIOS := engineered:config/demo.yaml organoid:config/demo_organoid.yaml
+
 demo: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --workflow-profile workflow/profiles/local
-	@echo "Open results/report.html"
+	@for s in $(DEMO_SCENARIOS); do name=$${s%%:*}; cfg=$${s#*:}; \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --snakefile "$(CURDIR)/Snakefile" \
+	    --directory "results/$$name" --cores $(CORES) --configfile "$(CURDIR)/$$cfg" \
+	    --workflow-profile "$(CURDIR)/workflow/profiles/local" || exit 1; \
+	done
+	@echo "Open results/engineered/results/report.html and results/organoid/results/report.html"
 
 # Headless Chromium for the report test (Debian packages; needs root). The SLURM test installs its own.
 system-test-deps:
@@ -43,6 +51,7 @@ lint: install
 # Regenerate the bundled demo (bit-identical for the same seed).
 demo-data: install
 	$(BIN)/python -m hscseq.datasets demo resources/demo --sheet config/samples.tsv
+	$(BIN)/python -m hscseq.datasets organoid resources/demo/organoid --sheet config/samples_organoid.tsv
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -26,6 +26,7 @@ include: "workflow/rules/integrate.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/lineages.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -39,3 +40,4 @@ rule all:
         "results/tables/scorecard.tsv",
         "results/tables/composition.tsv",
         "results/provenance.json",
+        "results/tables/lineage_presence.tsv",

@@ -901,8 +901,18 @@ DEMO_FORMATS = {
 }
 
 
+#: Samples of the shipped ``engineered`` demo scenario (the mouse organoid samples of :func:`demo` are left
+#: out: the human organoid scenario is :func:`write_organoid_demo`).
+ENGINEERED_DEMO_SAMPLES = ("invivo_donor1", "invivo_donor2", "engineered_7TF")
+
+
 def write_demo(
-    directory: str | Path, *, scale: float = 1.0, seed: int = 0, organoid_species: str = "mouse"
+    directory: str | Path,
+    *,
+    scale: float = 1.0,
+    seed: int = 0,
+    organoid_species: str = "mouse",
+    include: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write the demo samples (each in a different real input format), the truth and a sample sheet.
 
@@ -910,11 +920,14 @@ def write_demo(
     their one-to-one orthologs only, which drops species-specific genes such as the mouse embryonic globins
     that mark primitive erythroid cells. Cross-species merging is covered by the unit tests.
 
-    Returns the sample sheet (absolute paths).
+    ``include`` restricts the samples written (all simulated samples are still drawn, so the files written
+    are the same bytes either way). Returns the sample sheet (absolute paths).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     samples = demo(scale=scale, seed=seed, organoid_species=organoid_species)
+    if include is not None:
+        samples = {k: v for k, v in samples.items() if k in set(include)}
     rows = []
     truth = []
     for name, adata in samples.items():
@@ -955,6 +968,331 @@ def write_demo(
     return sheet
 
 
+# --------------------------------------------------------------------------------------------------------
+# human bone-marrow organoids simulated from the shipped HematoMap profiles (issue #15; own RNG streams)
+
+#: Planted lineage composition of organoid output per week (fractions sum to 1). Megakaryocytes emerge
+#: (0 -> 10%), HSPC fade, myeloid output rises, erythroid, dendritic and stromal stay flat; B, T and NK are
+#: never made; ``novel`` is an off-reference endothelial-like state.
+ORGANOID_LINEAGE_PLAN: dict[str, dict[str, float]] = {
+    "week1": {
+        "HSPC": 0.42,
+        "myeloid": 0.15,
+        "erythroid": 0.22,
+        "megakaryocyte": 0.00,
+        "dendritic": 0.03,
+        "stromal": 0.10,
+        "novel": 0.08,
+    },
+    "week2": {
+        "HSPC": 0.34,
+        "myeloid": 0.20,
+        "erythroid": 0.22,
+        "megakaryocyte": 0.03,
+        "dendritic": 0.03,
+        "stromal": 0.10,
+        "novel": 0.08,
+    },
+    "week4": {
+        "HSPC": 0.26,
+        "myeloid": 0.25,
+        "erythroid": 0.21,
+        "megakaryocyte": 0.07,
+        "dendritic": 0.03,
+        "stromal": 0.10,
+        "novel": 0.08,
+    },
+    "week6": {
+        "HSPC": 0.21,
+        "myeloid": 0.28,
+        "erythroid": 0.20,
+        "megakaryocyte": 0.10,
+        "dendritic": 0.03,
+        "stromal": 0.10,
+        "novel": 0.08,
+    },
+}
+
+#: HematoMap types making up each planted lineage, with their share within it.
+ORGANOID_LINEAGE_TYPES: dict[str, dict[str, float]] = {
+    "HSPC": {"HSC/MPP": 0.5, "LMPP": 0.2, "CMP": 0.3},
+    "myeloid": {"GMP": 0.25, "pro-Mono": 0.25, "CD14 Mono": 0.35, "CD16 Mono": 0.15},
+    "erythroid": {"MEP": 0.2, "pro-Ery1": 0.25, "pro-Ery2": 0.25, "Ery": 0.3},
+    "megakaryocyte": {"MKP": 0.5, "MK": 0.5},
+    "dendritic": {"pDC": 0.5, "pre-DC": 0.5},
+    "stromal": {"Stromal": 1.0},
+    "novel": {"endothelial_like": 1.0},
+}
+
+#: Replicate organoids per week in the demo (two at every week: the time course needs the scatter).
+ORGANOID_REPLICATES: dict[str, int] = {"week1": 2, "week2": 2, "week4": 2, "week6": 2}
+
+#: Endothelial genes the off-reference ``endothelial_like`` cells express (most are absent from the profiles).
+ENDOTHELIAL_GENES = (
+    "CDH5",
+    "PECAM1",
+    "KDR",
+    "SOX17",
+    "TIE1",
+    "TEK",
+    "EMCN",
+    "ESAM",
+    "VWF",
+    "EGFL7",
+    "CD93",
+    "ENG",
+    "FLT1",
+    "SOX7",
+    "CLDN5",
+    "PLVAP",
+    "RAMP2",
+    "AQP1",
+)
+_HUMAN_MITO = (
+    "MT-ND1",
+    "MT-ND2",
+    "MT-CO1",
+    "MT-CO2",
+    "MT-ATP8",
+    "MT-ATP6",
+    "MT-CO3",
+    "MT-ND3",
+    "MT-ND4L",
+    "MT-ND4",
+    "MT-ND5",
+    "MT-ND6",
+    "MT-CYB",
+)
+
+
+@dataclass(frozen=True)
+class OrganoidSpec:
+    """One organoid sample simulated from the HematoMap profiles.
+
+    ``composition`` maps HematoMap types (or ``endothelial_like``) to planted fractions; ``perturbation``
+    is the standard deviation of a per-organoid log fold change on 10% of genes (lower = more faithful).
+    """
+
+    sample: str
+    timepoint: str
+    replicate: str
+    n_cells: int
+    composition: Mapping[str, float]
+    perturbation: float = 0.3
+    doublet_rate: float = 0.03
+    low_quality_rate: float = 0.03
+    median_umis: float = 2500.0
+
+
+def organoid_type_composition(lineages: Mapping[str, float]) -> dict[str, float]:
+    """Lineage fractions -> HematoMap type fractions through :data:`ORGANOID_LINEAGE_TYPES`."""
+    out: dict[str, float] = {}
+    for lineage, frac in lineages.items():
+        for cell_type, share in ORGANOID_LINEAGE_TYPES[lineage].items():
+            out[cell_type] = out.get(cell_type, 0.0) + frac * share
+    return out
+
+
+def organoid_specs_from_profiles(
+    n_cells: int = 500,
+    *,
+    plan: Mapping[str, Mapping[str, float]] = ORGANOID_LINEAGE_PLAN,
+    replicates: Mapping[str, int] = ORGANOID_REPLICATES,
+    concentration: float = 300.0,
+    seed: int = 0,
+) -> list[OrganoidSpec]:
+    """Organoid samples per week and replicate; replicate compositions vary around the week's plan.
+
+    Each replicate's lineage fractions are a Dirichlet draw with mean the planted fractions and the given
+    ``concentration`` (between-organoid variance); lineages planted at 0 stay at 0. Fidelity improves over
+    time: the perturbation falls from 0.45 (first week) to 0.2 (last week).
+    """
+    rng = np.random.default_rng([seed, 15, 1])
+    weeks = list(plan)
+    specs = []
+    for w, week in enumerate(weeks):
+        lineages = [k for k, v in plan[week].items() if v > 0]
+        mean = np.array([plan[week][k] for k in lineages])
+        for r in range(replicates.get(week, 1)):
+            draw = rng.dirichlet(concentration * mean / mean.sum())
+            comp = organoid_type_composition(dict(zip(lineages, draw, strict=True)))
+            specs.append(
+                OrganoidSpec(
+                    sample=f"organoid_{week}_r{r + 1}",
+                    timepoint=week,
+                    replicate=f"r{r + 1}",
+                    n_cells=n_cells,
+                    composition=comp,
+                    perturbation=0.45 - 0.25 * w / max(len(weeks) - 1, 1),
+                )
+            )
+    return specs
+
+
+#: Share of the stromal profile in the off-reference ``endothelial_like`` state (the rest is a gene-shuffled
+#: profile). README reports how often the profile reference calls such cells novel at several shares.
+NOVEL_STROMAL_SHARE = 0.0
+
+
+def _profile_programmes(
+    seed: int, novel_stromal_share: float = NOVEL_STROMAL_SHARE
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Gene universe (profile genes, endothelial extras, mito) and per-type expression shares."""
+    from hscseq.fidelity import load_hematomap
+
+    prof = load_hematomap()
+    extra = [g for g in ENDOTHELIAL_GENES if g not in prof.index]
+    genes = [*prof.index, *extra, *_HUMAN_MITO]
+    types = [*prof.columns, "endothelial_like"]
+    n_prof = len(prof.index)
+    shares = np.zeros((len(types), len(genes)))
+    base = prof.to_numpy().T / prof.to_numpy().sum(axis=0)[:, None]
+    shares[: len(prof.columns), :n_prof] = base
+    # off-reference state: part stromal profile, part gene-shuffled profile (a pattern no reference type has),
+    # plus high endothelial genes
+    rng = np.random.default_rng([seed, 15, 2])
+    stromal = base[list(prof.columns).index("Stromal")]
+    w = novel_stromal_share
+    shares[-1, :n_prof] = w * stromal + (1 - w) * stromal[rng.permutation(n_prof)]
+    endo = [genes.index(g) for g in ENDOTHELIAL_GENES]
+    shares[-1, endo] = rng.uniform(0.002, 0.006, size=len(endo))
+    shares[:, n_prof + len(extra) :] = 0.0
+    shares /= shares.sum(axis=1, keepdims=True)
+    # mitochondrial reads: ~4% of a healthy cell's counts
+    mito = np.arange(len(genes) - len(_HUMAN_MITO), len(genes))
+    shares *= 0.96
+    shares[:, mito] = 0.04 / len(mito)
+    return genes, shares, types
+
+
+def _simulate_organoid(
+    spec: OrganoidSpec, genes: list[str], shares: np.ndarray, types: list[str], theta: np.ndarray, rng
+) -> ad.AnnData:
+    names = list(spec.composition)
+    frac = np.array([spec.composition[t] for t in names], dtype=float)
+    counts_per_type = rng.multinomial(spec.n_cells, frac / frac.sum())
+    cell_types = np.repeat(names, counts_per_type)
+    n, n_genes = len(cell_types), len(genes)
+    mito = np.arange(n_genes - len(_HUMAN_MITO), n_genes)
+    logshift = np.zeros(n_genes)
+    hit = rng.choice(n_genes - len(mito), size=(n_genes - len(mito)) // 10, replace=False)
+    logshift[hit] = rng.normal(0.0, spec.perturbation, size=len(hit))
+    logshift += rng.normal(0.0, 0.2, size=n_genes)  # the organoid's batch effect
+    low_quality = rng.random(n) < spec.low_quality_rate
+    libsize = np.exp(rng.normal(np.log(spec.median_umis), 0.35, size=n))
+    libsize[low_quality] *= rng.uniform(0.15, 0.35, size=low_quality.sum())
+    prob = shares[[types.index(t) for t in cell_types]] * np.exp(logshift)[None, :]
+    prob[np.ix_(np.flatnonzero(low_quality), mito)] *= rng.uniform(6.0, 12.0, size=(low_quality.sum(), 1))
+    prob /= prob.sum(axis=1, keepdims=True)
+    mu = prob * libsize[:, None]
+    lam = rng.gamma(shape=theta[None, :], scale=mu / theta[None, :])
+    counts = sp.csr_matrix(rng.poisson(lam).astype(np.float32))
+    is_doublet = np.zeros(n, dtype=bool)
+    n_doublets = round(spec.doublet_rate * n)
+    if n_doublets:
+        first = rng.choice(np.flatnonzero(~low_quality), size=n_doublets, replace=False)
+        partner = rng.choice(np.flatnonzero(~low_quality), size=n_doublets)
+        counts = counts.tolil()
+        for i, j in zip(first, partner, strict=True):
+            counts[i] = counts[i] + counts[j]
+        counts = counts.tocsr()
+        is_doublet[first] = True
+    obs = pd.DataFrame(
+        {
+            "true_cell_type": cell_types,
+            "is_doublet": is_doublet,
+            "is_low_quality": low_quality,
+            "is_offtarget": cell_types == "endothelial_like",
+            "sample": spec.sample,
+            "condition": "organoid",
+            "batch": spec.sample,
+            "timepoint": spec.timepoint,
+            "replicate": spec.replicate,
+            "species": "human",
+        },
+        index=_barcodes(n, rng),
+    )
+    order = rng.permutation(n)
+    return ad.AnnData(X=counts[order], obs=obs.iloc[order].copy(), var=pd.DataFrame(index=genes))
+
+
+def simulate_organoids(
+    specs: Sequence[OrganoidSpec], *, seed: int = 0, novel_stromal_share: float = NOVEL_STROMAL_SHARE
+) -> dict[str, ad.AnnData]:
+    """Simulate human organoid samples from the HematoMap profiles (truth in obs, plan in uns).
+
+    Each cell's expected counts are its type's profile (normalised to shares of the library) times a
+    log-normal library size, with a per-organoid perturbation and batch effect; counts are negative-binomial.
+    Low-quality cells (small library, high mitochondrial share) and doublets are planted as in
+    :func:`simulate`. The streams are separate from :func:`simulate`'s (the engineered demo is unchanged).
+    """
+    genes, shares, types = _profile_programmes(seed, novel_stromal_share)
+    theta = np.exp(np.random.default_rng([seed, 15, 3]).normal(1.0, 0.5, size=len(genes)))
+    out = {}
+    for k, spec in enumerate(specs):
+        adata = _simulate_organoid(spec, genes, shares, types, theta, np.random.default_rng([seed, 15, 4, k]))
+        table = _read_table("human_symbol_ensembl_10x.tsv").drop_duplicates("gene_symbol")
+        ids = table.set_index("gene_symbol")["ensembl_gene_id"]
+        adata.var["gene_ids"] = ids.reindex(adata.var_names).fillna("").to_numpy()
+        adata.var["feature_types"] = "Gene Expression"
+        adata.uns["simulation"] = {
+            "seed": seed,
+            "composition": dict(spec.composition),
+            "perturbation": spec.perturbation,
+        }
+        out[spec.sample] = adata
+        logger.info("simulated %s: %d cells x %d genes", spec.sample, adata.n_obs, adata.n_vars)
+    return out
+
+
+def write_organoid_demo(
+    directory: str | Path, *, n_cells: int = 500, seed: int = 0, specs: Sequence[OrganoidSpec] | None = None
+) -> pd.DataFrame:
+    """Write the human organoid scenario (10x h5 and MTX files), its truth, and return its sample sheet."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    specs = list(specs) if specs is not None else organoid_specs_from_profiles(n_cells, seed=seed)
+    samples = simulate_organoids(specs, seed=seed)
+    rows, truth = [], []
+    for k, (name, adata) in enumerate(samples.items()):
+        if k % 3 == 2:
+            target = directory / f"{name}_filtered_feature_bc_matrix"
+            write_10x_mtx(adata, target, version=3)
+        else:
+            target = directory / f"{name}_filtered_feature_bc_matrix.h5"
+            write_10x_h5(adata, target, genome="GRCh38")
+        obs = adata.obs
+        rows.append(
+            {
+                "sample": name,
+                "path": str(target),
+                "species": "human",
+                "condition": "organoid",
+                "batch": name,
+                "timepoint": obs["timepoint"].iloc[0],
+                "donor": "",
+                "label_column": "",
+                "replicate": obs["replicate"].iloc[0],
+            }
+        )
+        t = obs[
+            [
+                "sample",
+                "timepoint",
+                "replicate",
+                "true_cell_type",
+                "is_doublet",
+                "is_low_quality",
+                "is_offtarget",
+            ]
+        ]
+        truth.append(t.rename_axis("barcode").reset_index())
+    truth_df = pd.concat(truth, ignore_index=True)
+    with atomic_path(directory / "truth.tsv.gz") as tmp:
+        tmp.write_bytes(_gzip_bytes(truth_df.to_csv(sep="\t", index=False).encode()))
+    return pd.DataFrame(rows)
+
+
 def sha256sums(directory: str | Path) -> dict[str, str]:
     """sha256 of every file below ``directory`` (relative path -> hex digest)."""
     directory = Path(directory)
@@ -966,16 +1304,22 @@ def sha256sums(directory: str | Path) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m hscseq.datasets demo DIR [--sheet PATH] [--scale S] [--seed N]``."""
+    """Command line: ``python -m hscseq.datasets {demo,organoid} DIR [--sheet PATH] [--scale S] [--seed N]``.
+
+    ``demo`` writes the engineered (mouse) scenario, ``organoid`` the human organoid scenario.
+    """
     parser = argparse.ArgumentParser(prog="python -m hscseq.datasets", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["demo"])
+    parser.add_argument("what", choices=["demo", "organoid"])
     parser.add_argument("directory")
     parser.add_argument("--sheet", help="write the sample sheet here (TSV)")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sheet = write_demo(args.directory, scale=args.scale, seed=args.seed)
+    if args.what == "organoid":
+        sheet = write_organoid_demo(args.directory, n_cells=max(60, round(500 * args.scale)), seed=args.seed)
+    else:
+        sheet = write_demo(args.directory, scale=args.scale, seed=args.seed, include=ENGINEERED_DEMO_SAMPLES)
     if args.sheet:
         # paths in a sample sheet are relative to the sheet's own directory
         sheet["path"] = [

@@ -9,7 +9,9 @@ import functools
 import logging
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from hscseq._utils import HscseqInputError, resource_path
@@ -58,6 +60,62 @@ def ortholog_map(source: str, target: str) -> dict[str, str]:
         return {}
     table = one2one_orthologs()
     return dict(zip(table[f"{source}_symbol"], table[f"{target}_symbol"], strict=True))
+
+
+@functools.cache
+def all_orthologs() -> pd.DataFrame:
+    """Every MGI mouse/human ortholog pair (columns mouse_symbol, human_symbol), human names as in
+    :func:`one2one_orthologs` (10x reference names where unambiguous)."""
+    table = _read("mouse_human_orthologs_mgi.tsv")[["mouse_symbol", "human_symbol"]]
+    aliases = alias_map("human")
+    current = set(symbol_table("human")["gene_symbol"])
+    table = table.assign(
+        human_symbol=[h if h in current else aliases.get(h, h) for h in table["human_symbol"]]
+    )
+    return table.drop_duplicates().reset_index(drop=True)
+
+
+@functools.cache
+def ortholog_families() -> pd.DataFrame:
+    """Curated many-to-many ortholog groups kept across species (resources/genes/ortholog_families.tsv)."""
+    return _read("ortholog_families.tsv")
+
+
+@functools.cache
+def cross_species_map(source: str, target: str) -> dict[str, str]:
+    """Symbol map used to merge ``source`` data into ``target`` species (several sources may share a target).
+
+    The rule, in order:
+
+    1. one-to-one orthologs (:func:`ortholog_map`);
+    2. many-to-one: source genes whose only MGI ortholog is one target gene that has no one-to-one partner and
+       whose other MGI orthologs all map only to it (e.g. mouse ``Hbq1a``, ``Hbq1b`` -> ``HBQ1``);
+    3. curated many-to-many groups (:func:`ortholog_families`: the embryonic and adult globins): every source
+       gene of the group -> the group's representative in ``target`` (mouse ``Hbb-y``, ``Hbb-bh1``,
+       ``Hbb-bh0`` -> ``HBE1``; human ``HBE1``, ``HBG1``, ``HBG2`` -> ``Hbb-y``).
+
+    Genes mapped to the same target are summed by :func:`to_species`. Other non-one-to-one genes are dropped.
+    """
+    _check_species(source)
+    _check_species(target)
+    if source == target:
+        return {}
+    mapping = dict(ortholog_map(source, target))
+    taken = set(mapping.values())
+    pairs = all_orthologs()
+    src, tgt = f"{source}_symbol", f"{target}_symbol"
+    targets_of = pairs.groupby(src)[tgt].agg(frozenset)
+    sources_of = pairs.groupby(tgt)[src].agg(frozenset)
+    for t, sources in sources_of.items():
+        if len(sources) > 1 and t not in taken and all(targets_of[x] == {t} for x in sources):
+            for x in sources:
+                mapping.setdefault(x, t)
+    for row in ortholog_families().itertuples():
+        genes_in = str(getattr(row, f"{source}_genes")).split(",")
+        rep = str(getattr(row, f"{target}_representative"))
+        for g in genes_in:
+            mapping.setdefault(g.strip(), rep)
+    return mapping
 
 
 def convert_symbols(symbols: Iterable[str], source: str, target: str) -> list[str | None]:
@@ -244,10 +302,11 @@ def make_unique(names: Sequence[str]) -> list[str]:
 def to_species(
     adata: AnnData, target: str, *, source: str | None = None, min_overlap: int | float = 0
 ) -> AnnData:
-    """Rename ``adata``'s genes to ``target`` species symbols through one-to-one orthologs.
+    """Rename ``adata``'s genes to ``target`` species symbols (the rule of :func:`cross_species_map`).
 
-    Genes without a one-to-one ortholog are dropped; the overlap is logged and checked against
-    ``min_overlap`` (see :func:`check_overlap`).
+    One-to-one orthologs are renamed; many-to-one orthologs and the curated groups (globins) are summed into
+    their target gene; other genes are dropped. The overlap is logged and checked against ``min_overlap``
+    (see :func:`check_overlap`).
 
     Parameters
     ----------
@@ -263,8 +322,8 @@ def to_species(
     Returns
     -------
     A new AnnData (the input is not modified) with var_names in ``target`` symbols, ``var["gene_symbol"]``
-    and ``var["gene_id"]`` of the target species and ``var["source_symbol"]`` holding the original names.
-    Unchanged (a copy) when ``source == target``.
+    and ``var["gene_id"]`` of the target species and ``var["source_symbol"]`` holding the original names
+    (comma-joined where several were summed). Unchanged (a copy) when ``source == target``.
     """
     _check_species(target)
     if source is None:
@@ -276,29 +335,41 @@ def to_species(
     _check_species(source)
     if source == target:
         return adata.copy()
-    converted = convert_symbols(adata.var_names, source, target)
-    mapped = [c for c in converted if c is not None]
-    n_ok = len(mapped)
+    mapping = cross_species_map(source, target)
+    converted = [mapping.get(g) for g in adata.var_names]
+    n_ok = sum(c is not None for c in converted)
+    n_one = sum(c is not None for c in convert_symbols(adata.var_names, source, target))
     logger.info(
-        "%s -> %s: %d of %d genes have a one-to-one ortholog (%.1f%%); the others are dropped",
+        "%s -> %s: %d of %d genes have a one-to-one ortholog (%.1f%%), %d more are kept by the many-to-one "
+        "rule; the others are dropped",
         source,
         target,
-        n_ok,
+        n_one,
         adata.n_vars,
-        100 * n_ok / max(adata.n_vars, 1),
+        100 * n_one / max(adata.n_vars, 1),
+        n_ok - n_one,
     )
     bar = min_overlap if min_overlap >= 1 else min_overlap * adata.n_vars
     if n_ok < bar:
         msg = (
-            f"only {n_ok} of {adata.n_vars} {source} genes have a one-to-one {target} ortholog (minimum "
-            f"{min_overlap}). What to do: check the species declared for this data and its gene "
-            "identifiers."
+            f"only {n_ok} of {adata.n_vars} {source} genes have a one-to-one {target} ortholog or a kept "
+            f"many-to-one ortholog (minimum {min_overlap}). What to do: check the species declared for this "
+            "data and its gene identifiers."
         )
         raise HscseqInputError(msg)
     keep = [i for i, c in enumerate(converted) if c is not None]
-    out = adata[:, keep].copy()
-    new_names = [converted[i] for i in keep]
-    out.var["source_symbol"] = list(adata.var_names[keep])
+    new_names = list(dict.fromkeys(converted[i] for i in keep))
+    col = {name: j for j, name in enumerate(new_names)}
+    agg = sp.csr_matrix(
+        (np.ones(len(keep)), (keep, [col[converted[i]] for i in keep])), shape=(adata.n_vars, len(new_names))
+    )
+    x = adata.X
+    summed = (sp.csr_matrix(x) @ agg).astype(x.dtype) if sp.issparse(x) else np.asarray(x) @ agg.toarray()
+    sources: dict[str, list[str]] = {}
+    for i in keep:
+        sources.setdefault(converted[i], []).append(str(adata.var_names[i]))
+    out = AnnData(X=summed, obs=adata.obs.copy(), uns=dict(adata.uns), obsm=dict(adata.obsm))
+    out.var["source_symbol"] = [",".join(sources[n]) for n in new_names]
     out.var_names = make_unique(new_names)
     out.var["gene_symbol"] = new_names
     out.var["gene_id"] = symbols_to_ensembl(new_names, target)

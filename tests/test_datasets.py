@@ -89,12 +89,45 @@ def test_demo_regenerates_bit_identically(tmp_path):
 
 
 def test_shipped_demo_is_what_the_generator_writes(tmp_path, repo):
-    """resources/demo is reproducible: `make demo-data` rewrites the same bytes."""
-    datasets.main(["demo", str(tmp_path / "demo"), "--sheet", str(tmp_path / "samples.tsv")])
+    """resources/demo (both scenarios) is reproducible: `make demo-data` rewrites the same bytes."""
+    demo = tmp_path / "demo"
+    datasets.main(["demo", str(demo), "--sheet", str(tmp_path / "samples.tsv")])
+    datasets.main(["organoid", str(demo / "organoid"), "--sheet", str(tmp_path / "samples_organoid.tsv")])
     shipped = datasets.sha256sums(repo / "resources" / "demo")
-    assert datasets.sha256sums(tmp_path / "demo") == shipped
-    sheet = pd.read_csv(tmp_path / "samples.tsv", sep="\t")
-    assert sorted(sheet["sample"]) == sorted(pd.read_csv(repo / "config/samples.tsv", sep="\t")["sample"])
+    assert datasets.sha256sums(demo) == shipped
+    total = sum(p.stat().st_size for p in (repo / "resources" / "demo").rglob("*") if p.is_file())
+    assert total <= 25e6
+    for name in ("samples.tsv", "samples_organoid.tsv"):
+        sheet = pd.read_csv(tmp_path / name, sep="\t", keep_default_na=False)
+        config = pd.read_csv(repo / "config" / name, sep="\t", keep_default_na=False)
+        assert sheet.drop(columns="path").equals(config.drop(columns="path")), name
+        assert [p.split("demo/")[1] for p in sheet["path"]] == [p.split("demo/")[1] for p in config["path"]]
+
+
+def test_organoid_scenario_is_human_with_replicates_and_a_planted_emergence():
+    specs = datasets.organoid_specs_from_profiles(300, seed=0)
+    weeks = pd.Series([s.timepoint for s in specs]).value_counts()
+    assert set(weeks.index) == {"week1", "week2", "week4", "week6"} and (weeks >= 2).sum() >= 2
+    sims = datasets.simulate_organoids(specs[:1] + specs[-1:], seed=0)
+    first, last = sims.values()
+    assert first.var_names.str.match(r"^[A-Z0-9-]+$").mean() > 0.95, "human symbols"
+    assert {"HLF", "MECOM", "GATA1", "MT-CO1"} <= set(first.var_names)
+    # megakaryocytes are absent at week 1 and ~10% at week 6; the off-reference state is planted throughout
+    mk = {"MKP", "MK"}
+    assert not first.obs["true_cell_type"].isin(mk).any()
+    assert 0.05 < last.obs["true_cell_type"].isin(mk).mean() < 0.16
+    assert 0.03 < last.obs["is_offtarget"].mean() < 0.14
+    # the planted type profiles come from the shipped HematoMap profiles: an MK cell correlates best with MK
+    from hscseq.fidelity import load_hematomap
+
+    prof = load_hematomap()
+    cells = last[last.obs["true_cell_type"].eq("MK").to_numpy() & ~last.obs["is_doublet"].to_numpy()]
+    pseudo = np.asarray(cells[:, prof.index].X.sum(axis=0)).ravel()
+    r = pd.Series(
+        [np.corrcoef(np.log1p(pseudo), np.log1p(prof[c].to_numpy()))[0, 1] for c in prof.columns],
+        prof.columns,
+    )
+    assert r.idxmax() == "MK"
 
 
 @pytest.mark.parametrize("n_cells", [50_000])

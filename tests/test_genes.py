@@ -78,3 +78,34 @@ def test_check_overlap_stops_below_minimum():
         genes.check_overlap(["A"], list("ABCDEFGHIJ"), what="HSC signature", minimum=0.5, sample="s1")
     assert "sample 's1'" in str(info.value)
     assert "What to do:" in str(info.value)
+
+
+def test_mouse_embryonic_globins_survive_the_move_to_human(demo_small):
+    """Many-to-one rule: Hbb-y + Hbb-bh1 -> HBE1 (summed), Hba-x -> HBZ; HOX genes are one-to-one."""
+    eng = demo_small["engineered_7TF"]
+    human = genes.to_species(eng, "human")
+    for gene in ("HBE1", "HBZ", "HBB", "HBA1", "HOXA9", "HOXB5"):
+        assert gene in human.var_names, gene
+    summed = eng[:, ["Hbb-y", "Hbb-bh1"]].X.sum(axis=1)
+    np.testing.assert_array_equal(np.asarray(summed).ravel(), human[:, "HBE1"].X.toarray().ravel())
+    assert set(human.var.loc["HBE1", "source_symbol"].split(",")) == {"Hbb-y", "Hbb-bh1"}
+    # the embryonic globin still marks the primitive erythroid cells after the move
+    prim = eng.obs["true_cell_type"].eq("primitive_erythroid").to_numpy()
+    hbe1 = human[:, "HBE1"].X.toarray().ravel()
+    assert hbe1[prim].mean() > 20 * hbe1[~prim].mean()
+    # and the reverse: human embryonic/fetal beta globins -> Hbb-y, a many-to-one gene HBQ1 <- Hbq1a, Hbq1b
+    h2m = genes.cross_species_map("human", "mouse")
+    assert h2m["HBE1"] == h2m["HBG1"] == h2m["HBG2"] == "Hbb-y"
+    assert genes.cross_species_map("mouse", "human")["Hbq1b"] == "HBQ1"
+    # genes without any such ortholog are still dropped, and one-to-one genes keep their counts
+    assert "Gata1" in eng.var_names and "GATA1" in human.var_names
+
+
+def test_curated_ortholog_families_are_whole_mgi_groups():
+    pairs = genes.all_orthologs()
+    for row in genes.ortholog_families().itertuples():
+        mouse, human = set(row.mouse_genes.split(",")), set(row.human_genes.split(","))
+        linked = pairs[pairs["mouse_symbol"].isin(mouse) | pairs["human_symbol"].isin(human)]
+        assert set(linked["mouse_symbol"]) == mouse, row.family
+        assert set(linked["human_symbol"]) == human, row.family
+        assert row.mouse_representative in mouse and row.human_representative in human

@@ -18,6 +18,7 @@ CONTRACT = [
     "results/tables/qc_summary.tsv",
     "results/tables/scorecard.tsv",
     "results/tables/composition.tsv",
+    "results/tables/lineage_presence.tsv",
 ]
 CELL_COLUMNS = [
     "cell_id",
@@ -53,6 +54,19 @@ def test_every_contract_output_exists(run):
     # every rule logged and was benchmarked
     assert len(list((run.directory / "logs").rglob("*.log"))) >= 9
     assert len(list((run.directory / "benchmarks").rglob("*.tsv"))) >= 9
+
+
+@pytest.mark.workflow
+def test_lineage_presence_reads_the_planted_compositions(run):
+    """Organoids make no lymphoid cells and many monocytes (planted); engineered cells carry off-target."""
+    table = pd.read_csv(
+        run.directory / "results/tables/lineage_presence.tsv", sep="\t", keep_default_na=False
+    )
+    status = table.set_index(["sample", "lineage"])["status"]
+    for sample in ("organoid_week2", "organoid_week4"):
+        assert status[(sample, "B")] in ("absent", "under-represented"), sample
+    assert status[("organoid_week4", "monocyte")] == "over-represented"  # 36% planted vs 12% in vivo
+    assert status[("engineered_7TF", "novel")] == "present"
 
 
 @pytest.mark.workflow

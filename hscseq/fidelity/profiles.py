@@ -169,6 +169,8 @@ def map_to_profiles(
 
 def _profile_scorecard(adata: ad.AnnData, cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Identity and novel share per sample against profiles (no donor null, no in vivo composition)."""
+    from scipy.stats import beta as beta_dist
+
     rows, comp_rows = [], []
     conf = (~adata.obs["novel"].to_numpy()) & (
         adata.obs["label_confidence"].to_numpy() >= cfg["min_confidence"]
@@ -204,14 +206,20 @@ def _profile_scorecard(adata: ad.AnnData, cfg: Mapping[str, Any]) -> tuple[pd.Da
         rows.append(row)
         vc = grp["predicted_label"].astype(str).value_counts(normalize=True)
         for t, v in vc.items():
+            k = round(v * len(idx))
             comp_rows.append(
                 {
                     "sample": str(s),
                     "condition": row["condition"],
                     "timepoint": row["timepoint"],
                     "cell_type": t,
-                    "n_cells": round(v * len(idx)),
+                    "n_cells": k,
                     "fraction": v,
+                    # Clopper-Pearson 95% CI (timecourse() reads it; there is no in vivo composition here)
+                    "fraction_ci_low": float(beta_dist.ppf(0.025, k, len(idx) - k + 1)) if k else 0.0,
+                    "fraction_ci_high": float(beta_dist.ppf(0.975, k + 1, len(idx) - k))
+                    if k < len(idx)
+                    else 1.0,
                 }
             )
     table = pd.DataFrame(rows)

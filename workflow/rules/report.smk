@@ -5,6 +5,9 @@ rule report:
         fidelity_controls="results/tables/fidelity_controls.tsv",
         composition="results/tables/composition.tsv",
         timecourse="results/tables/timecourse.tsv",
+        lineage_summary="results/tables/lineage_summary.tsv",
+        lineage_presence="results/tables/lineage_presence.tsv",
+        lineage_trends="results/tables/lineage_trends.tsv",
         hsc_programme="results/tables/hsc_programme.tsv",
         hsc_missing_genes="results/tables/hsc_missing_genes.tsv",
         signature_coverage="results/tables/signature_coverage.tsv",
@@ -18,6 +21,8 @@ rule report:
             "results/figures/scores.png",
             "results/figures/umap.png",
             "results/figures/markers_dotplot.png",
+            "results/figures/timecourse_composition.png",
+            "results/figures/timecourse_fidelity.png",
         ],
     output:
         html="results/report.html",
