@@ -21,7 +21,7 @@ DEFAULT_BATCH_SIZE = 128
 
 
 def batch_size(n_obs: int, *, base: int = DEFAULT_BATCH_SIZE, train_size: float = 0.9) -> int:
-    """Mini-batch size: ``base`` (capped by the training cells), lowered until the last batch is not 1-2 cells.
+    """Mini-batch size: ``base`` (capped by the training cells), lowered until no last batch has 1-2 cells.
 
     scvi-tools otherwise moves those cells to the validation set with a warning (a batch of one cell
     breaks batch normalisation); which data sizes trigger it is arbitrary (e.g. 427 cells).

@@ -527,6 +527,7 @@ def _run_scrublet(
     n_prin_comps: int = 10,
     log_transform: bool = True,
     sim_doublet_ratio: float = 4.0,
+    approx_neighbors: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scrublet through scanpy on raw counts; threshold by :func:`otsu_threshold` on simulated scores.
 
@@ -552,7 +553,7 @@ def _run_scrublet(
             n_prin_comps=int(max(2, min(n_prin_comps, tmp.n_obs - 1, tmp.n_vars - 1))),
             log_transform=bool(log_transform),
             sim_doublet_ratio=float(sim_doublet_ratio),
-            use_approx_neighbors=False,
+            use_approx_neighbors=approx_neighbors,
             random_state=seed,
             verbose=False,
         )
