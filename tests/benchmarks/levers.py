@@ -131,7 +131,7 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
                 "epochs": 0,
                 "batch_size": 0,
                 "seconds": 0.0,
-                **dict(zip(("batch", "bio", "total"), scib_total(m))),
+                **dict(zip(("batch", "bio", "total"), scib_total(m), strict=True)),
             }
         )
         print(rows[-1], flush=True)
@@ -153,7 +153,7 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
                     "epochs": int(model.history["elbo_train"].shape[0]),
                     "batch_size": bs,
                     "seconds": round(secs, 1),
-                    **dict(zip(("batch", "bio", "total"), scib_total(m))),
+                    **dict(zip(("batch", "bio", "total"), scib_total(m), strict=True)),
                 }
             )
             print(rows[-1], flush=True)

@@ -60,8 +60,8 @@ def write_data(n_cells: int, n_samples: int, n_genes: int, batch_effect: float, 
         parts = []
         for c in range(n_chunks):
             # one chunk at a time (the simulator holds cells x genes log-means densely), in one seeded
-            # universe: every call lists every (sample, chunk) slot so that genes, programmes and batch effects
-            # are the same and each slot draws its own cells; all slots but this one are empty
+            # universe: every call lists every (sample, chunk) slot so that genes, programmes and batch
+            # effects are the same and each slot draws its own cells; all slots but this one are empty
             slots = [
                 dataclasses.replace(s, sample=f"_{i}_{j}", n_cells=0)
                 for i, s in enumerate(specs)
@@ -101,7 +101,8 @@ def rule_benchmarks(run_dir: Path) -> pd.DataFrame:
         rows.append(
             {"job": str(f.relative_to(run_dir / "benchmarks")), "s": s, "max_rss_mb": rss, "start": end - s}
         )
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["job", "s", "max_rss_mb", "start"])
+    df.insert(0, "rule", df["job"].str.split("/").str[0].str.removesuffix(".tsv"))
     df["end"] = df["start"] + df["s"]
     return df
 

@@ -1,8 +1,8 @@
 """The baseline of the benchmark: the plain scanpy + scVI script a competent user would write.
 
-scanpy QC (fixed thresholds), ``sc.pp.scrublet`` per batch (threshold 0.25), seurat_v3 HVGs, scVI with scvi-tools' default
-epoch rule, Leiden. Not part of hscseq and not collected by pytest; ``run.py`` calls it on the same counts
-as the pipeline:
+scanpy QC (fixed thresholds), ``sc.pp.scrublet`` per batch (threshold 0.25), seurat_v3 HVGs, scVI with
+scvi-tools' default epoch rule, Leiden. Not part of hscseq and not collected by pytest; ``run.py`` calls it
+on the same counts as the pipeline:
 
     python tests/benchmarks/user_script.py SAMPLE_SHEET OUT.h5ad
 """
