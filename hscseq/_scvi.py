@@ -115,11 +115,19 @@ def train(
     key = next((k for k in ("elbo_train", "train_loss_epoch", "train_loss") if k in history), None)
     return {
         "epochs_trained": int(history[key].shape[0]) if key else int(max_epochs),
-        "device": str(model.device),
+        "device": _device(model),
         "batch_size": size,
         "threads": int(used),
         "seed": int(seed),
     }
+
+
+def _device(model: Any) -> str:
+    """Device of a trained model (SOLO's classifier module has no ``device`` attribute)."""
+    try:
+        return str(model.device)
+    except AttributeError:
+        return str(next(model.module.parameters()).device)
 
 
 def batch_size_rule(model: Any, train_size: float = 0.9) -> int:

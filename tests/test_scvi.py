@@ -77,3 +77,18 @@ def test_batch_size_rule_avoids_a_last_batch_of_one_or_two_cells():
     assert _scvi.batch_size(427) != 128  # 385 training cells = 3 x 128 + 1
     assert _scvi.batch_size(10_000) == 128
     assert _scvi.batch_size(10_000, base=1024) == 1024
+
+
+def test_solo_classifier_trains_through_the_helper(counts):
+    """SOLO's classifier module has no ``device`` attribute (the helper reads it from the parameters)."""
+    import scvi
+
+    a = counts.copy()
+    scvi.model.SCVI.setup_anndata(a)
+    vae = scvi.model.SCVI(a, n_latent=5)
+    _scvi.train(vae, max_epochs=2, seed=0, accelerator="cpu")
+    solo = scvi.external.SOLO.from_scvi_model(vae)
+    before = torch.get_num_threads()
+    record = _scvi.train(solo, max_epochs=2, seed=0, threads=1, early_stopping=True, accelerator="cpu")
+    assert record["device"].startswith("cpu") and record["epochs_trained"] >= 1
+    assert torch.get_num_threads() == before
