@@ -542,8 +542,9 @@ def _run_scrublet(
         var=pd.DataFrame(index=adata.var_names),
     )
     # threshold given so that scanpy does not need scikit-image; the real threshold is set below
-    # use_approx_neighbors=False: scanpy's approximate kNN path (pynndescent) returns a scipy csr_array that
-    # scanpy 1.11.5 calls .getnnz() on, which scipy >= 1.16 sparse arrays lack (fails from ~4k cells on).
+    # approx_neighbors=False (exact scikit-learn kNN) by default: pynndescent >= 0.6 returned a scipy
+    # csr_array that scanpy 1.11.5 cannot read (fails from ~4k cells on); constraints.txt now pins 0.5.13,
+    # with which the approximate path works too (`tests/benchmarks/levers.py scrublet` compares the two).
     # The placeholder threshold makes Scrublet divide by a zero detectable fraction: silenced here.
     with np.errstate(divide="ignore", invalid="ignore"):
         sc.pp.scrublet(
