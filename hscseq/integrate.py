@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from hscseq import _scvi
 from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
@@ -295,15 +296,6 @@ def harmony(pcs: np.ndarray, batch: np.ndarray, *, seed: int = 0, max_iter: int 
     return z.astype(np.float32)
 
 
-def _set_seed(seed: int, threads: int | None) -> None:
-    import scvi
-    import torch
-
-    scvi.settings.seed = seed
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
 def train_scvi(
     adata: ad.AnnData,
     *,
@@ -316,6 +308,7 @@ def train_scvi(
     seed: int = 0,
     accelerator: str = "auto",
     threads: int | None = None,
+    batch_size: int | None = None,
 ):
     """Train scVI on the counts of ``adata`` (already subset to features); return ``(model, latent)``.
 
@@ -326,16 +319,19 @@ def train_scvi(
     """
     import scvi
 
-    _set_seed(seed, threads)
     epochs = default_max_epochs(adata.n_obs) if max_epochs is None else int(max_epochs)
+    scvi.settings.seed = seed
     scvi.model.SCVI.setup_anndata(adata, layer=layer, batch_key=batch_key)
     model = scvi.model.SCVI(adata, n_latent=n_latent, gene_likelihood=gene_likelihood)
     logger.info("training scVI: %d cells, %d genes, up to %d epochs", adata.n_obs, adata.n_vars, epochs)
-    model.train(
+    _scvi.train(
+        model,
         max_epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
         early_stopping=early_stopping,
+        threads=threads,
         accelerator=accelerator,
-        enable_progress_bar=False,
         plan_kwargs={"n_epochs_kl_warmup": min(400, epochs)},
     )
     return model, np.asarray(model.get_latent_representation(), dtype=np.float32)
@@ -354,15 +350,20 @@ def train_scanvi(
     """Fine-tune a trained scVI model into scANVI; return ``(model, latent, predictions)``."""
     import scvi
 
-    _set_seed(seed, threads)
+    scvi.settings.seed = seed
     model = scvi.model.SCANVI.from_scvi_model(
         scvi_model, unlabeled_category=unlabeled_category, labels_key=labels_key
     )
     scvi_epochs = scvi_model.history["elbo_train"].shape[0]
     epochs = int(min(20, max(2, round(scvi_epochs / 3)))) if max_epochs is None else int(max_epochs)
     logger.info("training scANVI: %d epochs", epochs)
-    model.train(
-        max_epochs=epochs, accelerator=accelerator, n_samples_per_label=100, enable_progress_bar=False
+    _scvi.train(
+        model,
+        max_epochs=epochs,
+        seed=seed,
+        threads=threads,
+        accelerator=accelerator,
+        n_samples_per_label=100,
     )
     latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
     return model, latent, np.asarray(model.predict())

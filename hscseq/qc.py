@@ -527,6 +527,7 @@ def _run_scrublet(
     n_prin_comps: int = 10,
     log_transform: bool = True,
     sim_doublet_ratio: float = 4.0,
+    approx_neighbors: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scrublet through scanpy on raw counts; threshold by :func:`otsu_threshold` on simulated scores.
 
@@ -541,8 +542,9 @@ def _run_scrublet(
         var=pd.DataFrame(index=adata.var_names),
     )
     # threshold given so that scanpy does not need scikit-image; the real threshold is set below
-    # use_approx_neighbors=False: scanpy's approximate kNN path (pynndescent) returns a scipy csr_array that
-    # scanpy 1.11.5 calls .getnnz() on, which scipy >= 1.16 sparse arrays lack (fails from ~4k cells on).
+    # approx_neighbors=False (exact scikit-learn kNN) by default: pynndescent >= 0.6 returned a scipy
+    # csr_array that scanpy 1.11.5 cannot read (fails from ~4k cells on); constraints.txt now pins 0.5.13,
+    # with which the approximate path works too (`tests/benchmarks/levers.py scrublet` compares the two).
     # The placeholder threshold makes Scrublet divide by a zero detectable fraction: silenced here.
     with np.errstate(divide="ignore", invalid="ignore"):
         sc.pp.scrublet(
@@ -552,7 +554,7 @@ def _run_scrublet(
             n_prin_comps=int(max(2, min(n_prin_comps, tmp.n_obs - 1, tmp.n_vars - 1))),
             log_transform=bool(log_transform),
             sim_doublet_ratio=float(sim_doublet_ratio),
-            use_approx_neighbors=False,
+            use_approx_neighbors=approx_neighbors,
             random_state=seed,
             verbose=False,
         )
@@ -578,22 +580,18 @@ def _run_scrublet(
     return scores, calls, info
 
 
-def _batch_size(n_obs: int, *, train_size: float = 0.9, batch_size: int = 128) -> int:
-    """scvi-tools' batch size, lowered until the last training batch is not 1-2 cells.
+def _run_solo(
+    adata: ad.AnnData, *, max_epochs: int, seed: int, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """SOLO (scvi-tools) on raw counts: an scVI model, then the SOLO classifier on its latent space.
 
-    scvi-tools otherwise moves those cells to the validation set with a warning (a tiny last batch breaks
-    batch normalisation); which sample sizes trigger it is arbitrary (e.g. 427 cells).
+    Both train through :func:`hscseq._scvi.train` (seed, torch threads, a GPU when present); the classifier
+    keeps SOLO's own early stopping.
     """
-    n_train = int(np.ceil(train_size * n_obs))
-    while batch_size > 16 and n_train % batch_size in (1, 2):
-        batch_size -= 1
-    return batch_size
-
-
-def _run_solo(adata: ad.AnnData, *, max_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """SOLO (scvi-tools) on raw counts: an scVI model, then the SOLO classifier on its latent space."""
     import scanpy as sc
     import scvi
+
+    from hscseq import _scvi
 
     scvi.settings.seed = seed
     tmp = ad.AnnData(
@@ -608,19 +606,9 @@ def _run_solo(adata: ad.AnnData, *, max_epochs: int, seed: int) -> tuple[np.ndar
         tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
     scvi.model.SCVI.setup_anndata(tmp)
     vae = scvi.model.SCVI(tmp, n_latent=10)
-    vae.train(
-        max_epochs=max_epochs,
-        enable_progress_bar=False,
-        accelerator="cpu",
-        batch_size=_batch_size(tmp.n_obs),
-    )
+    trained = _scvi.train(vae, max_epochs=max_epochs, seed=seed, threads=threads)
     solo = scvi.external.SOLO.from_scvi_model(vae, doublet_ratio=SOLO_DOUBLET_RATIO)
-    solo.train(
-        max_epochs=max_epochs,
-        enable_progress_bar=False,
-        accelerator="cpu",
-        batch_size=_batch_size(solo.adata.n_obs),
-    )
+    _scvi.train(solo, max_epochs=max_epochs, seed=seed, threads=threads, early_stopping=True)
     import warnings
 
     with warnings.catch_warnings():
@@ -640,6 +628,7 @@ def _run_solo(adata: ad.AnnData, *, max_epochs: int, seed: int) -> tuple[np.ndar
             "threshold_rule": "SOLO doublet probability > 0.5 after removing its 2:1 training prior",
             "max_epochs": int(max_epochs),
             "n_genes": int(tmp.n_vars),
+            "device": trained["device"],
         },
     )
 
@@ -754,8 +743,8 @@ def detect_doublets(
                 sim_doublet_ratio=scrublet_sim_doublet_ratio,
             )
         else:
-            scores, called, meta = _with_torch_threads(
-                threads, _run_solo, adata, max_epochs=solo_max_epochs, seed=random_state
+            scores, called, meta = _run_solo(
+                adata, max_epochs=solo_max_epochs, seed=random_state, threads=max(1, int(threads))
             )
         adata.obs[f"{method}_score"] = scores
         adata.obs[f"{method}_doublet"] = called
@@ -810,17 +799,6 @@ def detect_doublets(
         100 * rate,
     )
     return adata if copy else None
-
-
-def _with_torch_threads(threads: int, func, *args, **kwargs):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        return func(*args, **kwargs)
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------------------

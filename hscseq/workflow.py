@@ -28,6 +28,21 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
     logging.captureWarnings(True)
 
 
+def limit_threads(threads: int) -> None:
+    """Keep a job to its rule's ``threads`` (from the workflow profile's ``set-threads``).
+
+    Snakemake already sets ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS`` for the job,
+    which BLAS and torch read at start-up; numba (pynndescent, UMAP, Scrublet's neighbours) otherwise starts
+    one thread per core of the machine, so parallel jobs oversubscribe it. scvi-tools training sets torch's
+    threads itself (``hscseq._scvi.train``).
+    """
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba comes with scanpy
+        return
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def run_from_snakemake(smk: Any, func: Callable[..., Any]) -> Any:
     """Call ``func(**named inputs, **named outputs, **named params)`` with logging to the rule's log.
 
@@ -54,6 +69,7 @@ def run_from_snakemake(smk: Any, func: Callable[..., Any]) -> Any:
     kwargs.pop("_cores", None)
     if "threads" in func.__code__.co_varnames[: func.__code__.co_argcount + func.__code__.co_kwonlyargcount]:
         kwargs["threads"] = smk.threads
+    limit_threads(smk.threads)
     start = time.perf_counter()
     logger.info("rule %s: calling %s.%s", smk.rule, func.__module__, func.__name__)
     try:

@@ -324,3 +324,23 @@ def test_run_integrate_rejects_normalised_input(merged, tmp_path):
             settings={"method": "none"},
         )
     assert not (tmp_path / "i.h5ad").exists()
+
+
+def test_integrate_and_metrics_run_on_12k_cells():
+    """The whole-dataset steps above the size where approximate-neighbour code paths take over (~9k cells
+    crashed the cluster stage with pynndescent 0.7): batch-aware HVGs, scVI (a few epochs, through the shared
+    training helper) and scib metrics on 12k cells of three donors. Cell types must stay apart in the
+    latent."""
+    from hscseq import datasets
+
+    samples = datasets.simulate(datasets.reference_specs(4000, n_donors=3), n_genes=2000, seed=5)
+    adata = merged_like(samples)
+    assert adata.n_obs >= 11_000  # QC-like removal of planted doublets and low-quality cells
+    hi.normalize(adata)
+    hi.select_features(adata, n_top_genes=500)
+    hi.integrate(adata, method="scvi", n_latent=10, max_epochs=3, seed=0, threads=2)
+    assert adata.uns["integrated"]["params"]["epochs_trained"] == 3
+    hi.integration_metrics(adata)
+    metrics = adata.uns["integration_metrics"]["metrics"]
+    assert adata.uns["integration_metrics"]["params"]["n_cells"] == adata.n_obs
+    assert metrics["clisi"] >= 0.9 and metrics["nmi"] >= 0.6, metrics

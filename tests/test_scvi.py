@@ -1,0 +1,94 @@
+"""The shared scvi-tools training helper (hscseq._scvi): seeds, torch threads, batch-size rule.
+
+Real scVI training on a small simulated sample (few epochs).
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+
+from hscseq import _scvi, datasets
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The `srun` command is available:UserWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:The number of training batches .* is smaller than the logging interval:UserWarning"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def counts() -> ad.AnnData:
+    spec = datasets.reference_specs(400, n_donors=1)[0]
+    a = datasets.simulate([spec], n_genes=300, seed=3)[spec.sample]
+    return ad.AnnData(X=a.X.astype(np.float32), obs=a.obs[["batch"]].copy(), var=a.var[[]].copy())
+
+
+def _latent(adata: ad.AnnData, *, seed: int, threads: int | None = None) -> tuple[np.ndarray, dict]:
+    import scvi
+
+    a = adata.copy()
+    scvi.settings.seed = seed
+    scvi.model.SCVI.setup_anndata(a)
+    model = scvi.model.SCVI(a, n_latent=5)
+    record = _scvi.train(model, max_epochs=3, seed=seed, threads=threads, accelerator="cpu")
+    return model.get_latent_representation(), record
+
+
+def test_threads_are_set_for_training_and_restored(counts):
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    _, record = _latent(counts, seed=0, threads=target)
+    assert record["threads"] == target
+    assert torch.get_num_threads() == before
+
+
+def test_threads_are_restored_when_training_fails(counts):
+    import scvi
+
+    before = torch.get_num_threads()
+    a = counts.copy()
+    scvi.model.SCVI.setup_anndata(a)
+    model = scvi.model.SCVI(a, n_latent=5)
+    with pytest.raises(TypeError):
+        _scvi.train(model, max_epochs=1, seed=0, threads=1 if before != 1 else 2, no_such_option=True)
+    assert torch.get_num_threads() == before
+
+
+def test_same_seed_same_model_other_seed_other_model(counts):
+    a, rec = _latent(counts, seed=7)
+    b, _ = _latent(counts, seed=7)
+    c, _ = _latent(counts, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    assert rec["epochs_trained"] == 3
+    assert rec["device"].startswith("cpu")
+
+
+def test_batch_size_rule_avoids_a_last_batch_of_one_or_two_cells():
+    for n in range(20, 3000):
+        size = _scvi.batch_size(n)
+        n_train = int(np.ceil(0.9 * n))
+        assert 16 <= size <= 128
+        assert n_train % size not in (1, 2) or size == 16
+    assert _scvi.batch_size(427) != 128  # 385 training cells = 3 x 128 + 1
+    assert _scvi.batch_size(10_000) == 128
+    assert _scvi.batch_size(10_000, base=1024) == 1024
+
+
+def test_solo_classifier_trains_through_the_helper(counts):
+    """SOLO's classifier module has no ``device`` attribute (the helper reads it from the parameters)."""
+    import scvi
+
+    a = counts.copy()
+    scvi.model.SCVI.setup_anndata(a)
+    vae = scvi.model.SCVI(a, n_latent=5)
+    _scvi.train(vae, max_epochs=2, seed=0, accelerator="cpu")
+    solo = scvi.external.SOLO.from_scvi_model(vae)
+    before = torch.get_num_threads()
+    record = _scvi.train(solo, max_epochs=2, seed=0, threads=1, early_stopping=True, accelerator="cpu")
+    assert record["device"].startswith("cpu") and record["epochs_trained"] >= 1
+    assert torch.get_num_threads() == before
