@@ -206,8 +206,10 @@ def run_fidelity(
         "reference_distance",
     ]
     cell_cols += ["closest_stage"] if "closest_stage" in adata.obs else []
-    # every score-stage column: hsc_score*, hsc_like*, score_*, ontogeny*
-    cell_cols += [c for c in adata.obs if c.startswith(("hsc_score", "hsc_like", "score_", "ontogeny"))]
+    # every score-stage column: hsc_score*, hsc_like*, hsc_identity* (class, score, lineage, gate), hsc_stage,
+    # score_*, ontogeny*
+    prefixes = ("hsc_score", "hsc_like", "hsc_identity", "hsc_stage", "score_", "ontogeny")
+    cell_cols += [c for c in adata.obs if c.startswith(prefixes)]
     cell_table = adata.obs[[c for c in cell_cols if c in adata.obs]].copy()
     cell_table.insert(0, "cell_id", adata.obs_names)
     write_table(cell_table, cells, index=False)

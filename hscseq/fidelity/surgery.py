@@ -31,8 +31,11 @@ def _scanvi_latent_and_probs(
     import scvi
     import torch
 
+    from hscseq import _scvi
+
     scvi.settings.seed = seed
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # seed, torch threads (restored after each training) and a GPU when present: hscseq._scvi.train
+    trainer = {"seed": seed, "threads": max(1, min(2, torch.get_num_threads()))}
     counts = adata.layers[layer] if layer else adata.X
     counts = sp.csr_matrix(counts)
     train = ref_mask & ~holdout
@@ -43,16 +46,15 @@ def _scanvi_latent_and_probs(
     ref.var_names = adata.var_names
     scvi.model.SCVI.setup_anndata(ref, batch_key="_batch", labels_key="_label")
     vae = scvi.model.SCVI(ref, n_latent=n_latent)
-    trainer = {"accelerator": "cpu", "enable_progress_bar": False}
-    vae.train(max_epochs=max_epochs, **trainer)
+    _scvi.train(vae, max_epochs=max_epochs, **trainer)
     lvae = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="_unlabelled")
-    lvae.train(max_epochs=max(1, max_epochs // 2), n_samples_per_label=100, **trainer)
+    _scvi.train(lvae, max_epochs=max(1, max_epochs // 2), n_samples_per_label=100, **trainer)
     query = ad.AnnData(X=counts[~train], obs=obs.loc[~train].copy())
     query.var_names = adata.var_names
     query.obs["_label"] = "_unlabelled"
     scvi.model.SCANVI.prepare_query_anndata(query, lvae)
     qmodel = scvi.model.SCANVI.load_query_data(query, lvae)
-    qmodel.train(max_epochs=max_epochs, plan_kwargs={"weight_decay": 0.0}, **trainer)
+    _scvi.train(qmodel, max_epochs=max_epochs, plan_kwargs={"weight_decay": 0.0}, **trainer)
     latent = np.zeros((adata.n_obs, n_latent), dtype=np.float32)
     latent[train] = lvae.get_latent_representation(ref)
     latent[~train] = qmodel.get_latent_representation(query)
