@@ -330,8 +330,13 @@ def run_task(
     seed: int,
     scanvi: bool,
     scvi_epochs: int | None,
+    cache: Path | None = None,
 ) -> pd.DataFrame:
-    """Every method on one reference/query task; one row per method."""
+    """Every method on one reference/query task; one row per method.
+
+    ``cache``: an ``.npz`` holding the scVI latent and scANVI probabilities of this task (written when
+    absent, read when present), so re-runs do not retrain scVI (its seed makes it deterministic anyway).
+    """
     from hscseq import fidelity as fid
     from hscseq._mapping_new.transfer import map_ensemble, smoothing_groups
 
@@ -423,13 +428,18 @@ def run(
     seeds: Sequence[int] = (0, 1),
     scanvi: bool = True,
     scvi_epochs: int | None = None,
+    cache_dir: str | None = None,
 ) -> pd.DataFrame:
     """All tasks; one row per (dataset, seed, method)."""
     tables = []
     for name in datasets_:
         for seed in seeds if name == "simulator" else seeds[:1]:
             joint, hierarchy = paul15_task(seed) if name == "paul15" else simulator_task(seed)
-            t = run_task(joint, hierarchy, seed=seed, scanvi=scanvi, scvi_epochs=scvi_epochs)
+            tag = f"{name}_seed{seed}_epochs{scvi_epochs or 'default'}.npz"
+            t = run_task(
+                joint, hierarchy, seed=seed, scanvi=scanvi, scvi_epochs=scvi_epochs,
+                cache=Path(cache_dir) / tag if cache_dir else None,
+            )
             t.insert(0, "seed", seed)
             t.insert(0, "dataset", name)
             tables.append(t)
@@ -451,12 +461,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--scvi-epochs", type=int, default=None, help="override scVI's default epochs (not default!)"
     )
     parser.add_argument("--out", default=None, help="also write the table here (TSV)")
+    parser.add_argument("--cache-dir", default=None, help="keep scVI/scANVI results here between runs")
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("scvi", "lightning", "pytorch_lightning", "hscseq.fidelity", "anndata"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    table = run(args.datasets, seeds=args.seeds, scanvi=not args.no_scanvi, scvi_epochs=args.scvi_epochs)
+    table = run(
+        args.datasets,
+        seeds=args.seeds,
+        scanvi=not args.no_scanvi,
+        scvi_epochs=args.scvi_epochs,
+        cache_dir=args.cache_dir,
+    )
     print("\n== mapping benchmark ==")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -88,6 +88,8 @@ def map_ensemble(
     min_probability: float = 0.5,
     min_parent_probability: float = 0.9,
     novel: np.ndarray | None = None,
+    max_distance: float = 0.3,
+    n_sibling_genes: int = 10,
     key_added: str = "mapping",
     random_state: int = 0,
 ) -> None:
@@ -112,13 +114,29 @@ def map_ensemble(
         spaces["knn_uncorrected"] = (unc[ref_idx], unc[q_idx])
     x = _hvg_matrix(adata)
     spaces["logreg_hvg"] = (x[ref_idx], x[q_idx])
+    if hierarchy is None:  # built from the reference: clustering of type centroids over HVGs
+        cen = np.vstack([np.asarray(x[ref_idx][codes == k].mean(axis=0)).ravel() for k in range(len(classes))])
+        hierarchy = hier.build_hierarchy(cen, classes, max_distance=max_distance)
+    hierarchy = dict(hierarchy)
+    parent_names = [hierarchy.get(cl, cl) for cl in classes]
+    parent_of = pd.Categorical(parent_names).codes.astype(int)
+    if len(set(parent_names)) < len(classes):
+        xa = adata.X
+        spaces["sibling_markers"] = (xa[ref_idx], xa[q_idx])
     res = ens.ensemble_core(
-        spaces, codes, folds, len(classes), n_neighbors=n_neighbors, c=c, seed=random_state
+        spaces,
+        codes,
+        folds,
+        len(classes),
+        n_neighbors=n_neighbors,
+        c=c,
+        parent_of=parent_of,
+        n_sibling_genes=n_sibling_genes,
+        seed=random_state,
     )
     probs = np.zeros((adata.n_obs, len(classes)))
     probs[ref_idx] = res["ref_probs"]
     probs[q_idx] = res["query_probs"]
-    hierarchy = dict(hierarchy or {})
     final, coarse = hier.resolve_labels(
         probs,
         classes,
