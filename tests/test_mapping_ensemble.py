@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hscseq._mapping_new import ensemble as ens
-from hscseq._mapping_new import hierarchy as hier
+from hscseq.fidelity import _ensemble as ens
+from hscseq.fidelity import hierarchy as hier
 
 
 def test_load_hierarchy_and_roll_up(tmp_path):

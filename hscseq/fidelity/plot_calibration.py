@@ -11,7 +11,7 @@ def plot_reliability(
     """Accuracy against mean confidence per bin (marker area = share of cells); returns a Figure.
 
     ``reliability`` has columns ``confidence``, ``accuracy``, ``share`` (see
-    :func:`hscseq._mapping_new.ensemble.reliability_table`), optionally ``source`` to draw one curve each.
+    :func:`hscseq.fidelity._ensemble.reliability_table`), optionally ``source`` to draw one curve each.
     """
     from matplotlib.figure import Figure
 

@@ -1,4 +1,4 @@
-"""Mapping ensemble: kNN (integrated latent), kNN (uncorrected space), logistic regression (log-normalised HVGs).
+"""Mapping ensemble cores: kNN in two spaces, logistic regression on HVGs, sibling classifiers, pooling.
 
 Pure numeric cores (arrays in, arrays out). Every member gives class probabilities; reference cells are
 predicted out of fold (their fold held out, the member refitted), query cells by a member fitted on the whole

@@ -1,6 +1,6 @@
 """Mapping benchmark: hscseq against what users would pick instead, printed side by side (issue #14).
 
-``python -m hscseq._mapping_new.benchmark [--datasets paul15 simulator] [--seeds 0 1] [--no-scanvi]``
+``python -m hscseq.fidelity.benchmark [--datasets paul15 simulator] [--seeds 0 1] [--no-scanvi]``
 
 Methods, all trained on the same reference cells and given the same query cells:
 
@@ -13,8 +13,8 @@ Methods, all trained on the same reference cells and given the same query cells:
     :func:`hscseq.fidelity.map_to_reference` as it was (kNN vote in the integrated latent).
 ``PCA+kNN(15)``
     scanpy recipe: log-normalise, 2,000 HVGs of the reference, scale, 50 PCs fitted on the reference, query
-    projected, majority vote of 15 nearest reference cells; a cell is unassigned (novel) when its mean distance
-    to them exceeds the 99th percentile of the reference cells' own (leave-one-out) distances.
+    projected, majority vote of 15 nearest reference cells; a cell is unassigned (novel) when its mean
+    distance to them exceeds the 99th percentile of the reference cells' own (leave-one-out) distances.
 ``LogReg OvR (CellTypist-style)``
     what ``celltypist.train`` does (all genes, log1p CPM 1e4, standardised and clipped at 10, one-vs-rest
     L2 logistic regression C=1), re-implemented with scikit-learn because celltypist 1.7.1 cannot run with the
@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq._mapping_new import ensemble as ens
-from hscseq._mapping_new import hierarchy as hier
+from hscseq.fidelity import _ensemble as ens
+from hscseq.fidelity import hierarchy as hier
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def metrics(
     coarse: np.ndarray,
     comp: pd.Series,
 ) -> dict[str, float]:
-    """Metrics of one method over the query (see module doc); ``fine``/``conf``: top label and its probability."""
+    """Metrics of one method over the query (module doc); ``fine``/``conf``: top label, its probability."""
     from sklearn.metrics import balanced_accuracy_score
 
     known = ~novel_truth
@@ -235,8 +235,11 @@ def paul15_task(seed: int = 0, *, path: Path = PAUL15) -> tuple[ad.AnnData, dict
 
 
 def _close_subtypes(sims: dict[str, ad.AnnData], seed: int, *, n_genes: int = 5, fold: float = 2.0) -> None:
-    """Split each of :data:`CLOSE_PAIRS` into ``<type>_a``/``<type>_b``: ``n_genes`` genes thinned by ``1/fold``
-    in ``_a`` (binomial thinning: exact for NB counts). Reference donors 50/50, query samples 25/75."""
+    """Split each of :data:`CLOSE_PAIRS` into ``<type>_a``/``<type>_b``.
+
+    ``n_genes`` genes are thinned by ``1/fold`` in ``_a`` (binomial thinning: exact for NB counts).
+    Reference donors 50/50, query samples 25/75.
+    """
     from hscseq import datasets
 
     rng = np.random.default_rng([seed, 14])
@@ -338,7 +341,7 @@ def run_task(
     absent, read when present), so re-runs do not retrain scVI (its seed makes it deterministic anyway).
     """
     from hscseq import fidelity as fid
-    from hscseq._mapping_new.transfer import map_ensemble, smoothing_groups
+    from hscseq.fidelity.ensemble import map_ensemble, smoothing_groups
 
     ref = joint.obs["reference_label"].notna().to_numpy()
     q = ~ref
@@ -437,7 +440,11 @@ def run(
             joint, hierarchy = paul15_task(seed) if name == "paul15" else simulator_task(seed)
             tag = f"{name}_seed{seed}_epochs{scvi_epochs or 'default'}.npz"
             t = run_task(
-                joint, hierarchy, seed=seed, scanvi=scanvi, scvi_epochs=scvi_epochs,
+                joint,
+                hierarchy,
+                seed=seed,
+                scanvi=scanvi,
+                scvi_epochs=scvi_epochs,
                 cache=Path(cache_dir) / tag if cache_dir else None,
             )
             t.insert(0, "seed", seed)
@@ -450,7 +457,7 @@ def run(
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line entry."""
     parser = argparse.ArgumentParser(
-        prog="python -m hscseq._mapping_new.benchmark", description=__doc__.split("\n")[0]
+        prog="python -m hscseq.fidelity.benchmark", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--datasets", nargs="+", default=["paul15", "simulator"], choices=["paul15", "simulator"]

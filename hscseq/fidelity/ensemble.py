@@ -9,8 +9,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from hscseq._mapping_new import ensemble as ens
-from hscseq._mapping_new import hierarchy as hier
+from hscseq.fidelity import _ensemble as ens
+from hscseq.fidelity import hierarchy as hier
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def map_ensemble(
     x = _hvg_matrix(adata)
     spaces["logreg_hvg"] = (x[ref_idx], x[q_idx])
     if hierarchy is None:  # built from the reference: clustering of type centroids over HVGs
-        cen = np.vstack([np.asarray(x[ref_idx][codes == k].mean(axis=0)).ravel() for k in range(len(classes))])
+        cen = np.vstack(
+            [np.asarray(x[ref_idx][codes == k].mean(axis=0)).ravel() for k in range(len(classes))]
+        )
         hierarchy = hier.build_hierarchy(cen, classes, max_distance=max_distance)
     hierarchy = dict(hierarchy)
     parent_names = [hierarchy.get(cl, cl) for cl in classes]
@@ -192,3 +194,57 @@ def _bacc(codes: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
     return float(balanced_accuracy_score(codes, pred))
+
+
+def use_ensemble_labels(
+    adata: ad.AnnData, *, key_added: str = "fidelity", mapping_key: str = "mapping"
+) -> None:
+    """Make the ensemble's labels the mapping's labels (after :func:`map_ensemble` on a mapped object).
+
+    ``predicted_label`` = the ensemble's fine type (``"novel"`` stays), ``closest_label`` = fine type,
+    ``label_confidence`` = its calibrated probability, ``label_uncertainty`` = 1 - that; ``mapped_label``
+    keeps the label at the sure level (``"<parent> (uncertain)"``). The held-out confusion matrix and
+    accuracy in ``uns[key_added]`` are recomputed from the ensemble's held-out predictions.
+    """
+    obs = adata.obs
+    classes = list(adata.uns[mapping_key]["labels"])
+    novel = obs["novel"].to_numpy(dtype=bool)
+    fine = obs["mapped_fine_label"].astype(str).to_numpy()
+    obs["predicted_label"] = pd.Categorical(np.where(novel, NOVEL, fine), categories=[*classes, NOVEL])
+    obs["closest_label"] = pd.Categorical(fine, categories=classes)
+    obs["label_confidence"] = obs["mapped_confidence"].to_numpy()
+    obs["label_uncertainty"] = 1.0 - obs["mapped_confidence"].to_numpy()
+    adata.obsm[f"{key_added}_probabilities"] = adata.obsm[f"{mapping_key}_probabilities"]
+    ref = obs["is_reference"].to_numpy(dtype=bool)
+    ref_key = adata.uns[key_added]["params"]["reference_key"]
+    codes = pd.Categorical(obs.loc[ref, ref_key].astype(str), categories=classes).codes
+    code_of = {c: i for i, c in enumerate(classes)}
+    pred = np.array([len(classes) if n else code_of[f] for f, n in zip(fine[ref], novel[ref], strict=True)])
+    confusion = np.zeros((len(classes), len(classes) + 1))
+    np.add.at(confusion, (codes, pred), 1.0)
+    confusion /= np.clip(confusion.sum(axis=1, keepdims=True), 1, None)
+    uns = adata.uns[key_added]
+    uns["confusion"] = confusion
+    uns["heldout_accuracy"] = float(np.mean(pred == codes))
+    uns["params"]["label_method"] = "ensemble"
+    uns["ensemble"] = {
+        "weights": adata.uns[mapping_key]["weights"],
+        "ece": adata.uns[mapping_key]["ece"],
+        "heldout_balanced_accuracy": adata.uns[mapping_key]["heldout_bacc"],
+    }
+
+
+def calibration_table(adata: ad.AnnData, *, mapping_key: str = "mapping") -> pd.DataFrame:
+    """Reliability bins of the held-out reference cells (ensemble), with the ECE of the ensemble and members.
+
+    Columns: ``source`` (ensemble or member), ``ece``, ``bin_low``, ``bin_high``, ``confidence``,
+    ``accuracy``, ``share``, ``n_cells`` (member rows carry only their ECE).
+    """
+    m = adata.uns[mapping_key]
+    rel = pd.DataFrame(m["reliability"]).copy()
+    rel.insert(0, "ece", float(m["ece"]))
+    rel.insert(0, "source", "ensemble (held-out, cross-fitted calibration)")
+    members = pd.DataFrame(
+        {"source": [f"member: {k}" for k in m["member_ece"]], "ece": list(m["member_ece"].values())}
+    )
+    return pd.concat([rel, members], ignore_index=True)
