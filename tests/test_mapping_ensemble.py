@@ -7,6 +7,11 @@ import pytest
 from hscseq.fidelity import _ensemble as ens
 from hscseq.fidelity import hierarchy as hier
 
+# the simulator's PCA stand-in (sweeps.build_fidelity_input) warns as in tests/test_fidelity.py
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*(dispersion|overflow|invalid value).*:RuntimeWarning", "ignore::UserWarning"
+)
+
 
 def test_load_hierarchy_and_roll_up(tmp_path):
     path = tmp_path / "h.tsv"
@@ -81,3 +86,64 @@ def test_balanced_knn_does_not_outvote_a_rare_type():
     codes = np.array([0] * 200 + [1] * 10)
     probs = ens.balanced_knn_proba(train, codes, np.zeros((1, 2)), 2, n_neighbors=15)
     assert probs[0, 1] > 0.5
+
+
+@pytest.fixture(scope="module")
+def close_subtypes():
+    """Simulator with three types split into subtypes 5 genes apart at 2-fold, mapped both ways."""
+    from hscseq import fidelity as fid
+    from hscseq.fidelity.benchmark import simulator_task
+
+    joint, _ = simulator_task(3, n_ref=500, n_query=500, n_engineered=400)
+    fid.uncorrected_pca(joint, random_state=0)
+    knn = fid.map_to_reference(joint, distance_rep="X_pca_uncorrected", label_method="knn", copy=True)
+    fid.map_to_reference(joint, distance_rep="X_pca_uncorrected")  # default: ensemble, hierarchy built
+    return joint, knn
+
+
+def _fine_bacc(adata, column):
+    from sklearn.metrics import balanced_accuracy_score
+
+    q = ~adata.obs["is_reference"].to_numpy() & ~adata.obs["is_offtarget"].to_numpy()
+    truth = adata.obs["true_cell_type"].astype(str).to_numpy()[q]
+    pred = adata.obs[column].astype(str).to_numpy()[q]
+    return balanced_accuracy_score(truth, np.where(pred == truth, truth, "wrong"))
+
+
+def test_ensemble_resolves_close_subtypes_better_than_knn(close_subtypes):
+    adata, knn = close_subtypes
+    # the sure-level label (coarse counts wrong) still beats the kNN vote's fine label
+    assert _fine_bacc(adata, "mapped_label") > _fine_bacc(knn, "predicted_label") + 0.02
+    q = ~adata.obs["is_reference"].to_numpy() & ~adata.obs["is_offtarget"].to_numpy()
+    assert adata.obs["mapped_coarse"].to_numpy()[q].mean() <= 0.10
+    # the hierarchy built from the reference pairs exactly the simulated subtypes
+    h = adata.uns["mapping"]["hierarchy"]
+    assert set(h) == {f"{t}_{s}" for t in ("GMP", "erythroid", "monocyte") for s in "ab"}
+    assert h["GMP_a"] == h["GMP_b"] != h["monocyte_a"]
+
+
+def test_ensemble_is_calibrated_and_keeps_novelty(close_subtypes):
+    adata, knn = close_subtypes
+    assert adata.uns["mapping"]["ece"] <= 0.05  # held-out reference cells, cross-fitted calibration
+    assert adata.uns["fidelity"]["params"]["label_method"] == "ensemble"
+    np.testing.assert_array_equal(adata.obs["novel"].to_numpy(), knn.obs["novel"].to_numpy())
+    assert (adata.obs.loc[adata.obs["novel"], "mapped_label"].astype(str) == "novel").all()
+    eng = (adata.obs["sample"] == "engineered_7TF").to_numpy()
+    truth = adata.obs["is_offtarget"].to_numpy()
+    assert adata.obs["novel"].to_numpy()[eng & truth].mean() >= 0.95
+
+
+def test_accuracy_card_says_which_types_resolve(close_subtypes):
+    adata, _ = close_subtypes
+    card = adata.uns["mapping"]["accuracy"].set_index("cell_type")
+    assert set(card.index) == set(adata.uns["mapping"]["labels"])
+    distinct = ["B", "T_NK", "MkP", "neutrophil"]
+    assert (card.loc[distinct, "recall"] >= 0.95).all() and (card.loc[distinct, "precision"] >= 0.95).all()
+    sub = [f"{t}_{s}" for t in ("GMP", "erythroid", "monocyte") for s in "ab"]
+    assert card.loc[sub, "f1"].mean() < card.loc[distinct, "f1"].mean() - 0.1
+    from hscseq.fidelity.ensemble import calibration_table
+
+    table = calibration_table(adata)
+    ens_calibration = table[table["source"].str.startswith("ensemble")]
+    assert ens_calibration["share"].sum() == pytest.approx(1.0)
+    assert (table["ece"] >= 0).all()

@@ -156,7 +156,7 @@ def logreg_ovr(xr, yr: np.ndarray, xq, *, seed: int = 0):
 def scvi_scanvi(
     counts, labels: np.ndarray, batch: np.ndarray, *, seed: int, max_epochs: int | None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """scVI on all cells (query labelled ``Unknown``), then scANVI; default settings unless ``max_epochs``.
+    """scVI on all cells (query labelled ``Unknown``), then scANVI; defaults except scVI's ``max_epochs``.
 
     Returns the scVI latent, scANVI soft predictions and their class order.
     """
@@ -177,7 +177,7 @@ def scvi_scanvi(
         vae.train(max_epochs=max_epochs, **kw)
         latent = vae.get_latent_representation()
         lvae = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="Unknown")
-        lvae.train(max_epochs=None if max_epochs is None else max(2, max_epochs // 10), **kw)
+        lvae.train(**kw)  # scANVI's own default epochs (10 after a pretrained scVI)
         p = lvae.predict(soft=True)
     finally:
         torch.set_num_threads(threads)
