@@ -112,6 +112,7 @@ def controls(
         null_quantile=null_quantile,
         absent_quantile=absent_quantile,
         donor_key="donor",
+        label_method="knn",  # controls keep the kNN labels: the ensemble's classifiers are refit per control
         random_state=random_state,
     )
     full_null = full.uns["fidelity"]
@@ -158,6 +159,7 @@ def controls(
                 donor_key=None,
                 sample_key="_sample",
                 null=full_null,
+                label_method="knn",
                 random_state=random_state,
             )
             scorecard(

@@ -28,4 +28,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "de_top_n": 25,
     "de_min_cells": 10,
     "de_max_genes": 1000,
+    "label_method": "ensemble",
+    "hierarchy": None,
+    "min_label_probability": 0.5,
+    "min_parent_probability": 0.9,
+    "hierarchy_max_distance": 0.3,
+    "sibling_genes": 10,
+    "logreg_c": 1.0,
 }

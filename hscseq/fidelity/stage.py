@@ -8,11 +8,14 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from hscseq._utils import input_error, write_h5ad, write_table
+from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
 from hscseq.fidelity.controls import controls as _controls
 from hscseq.fidelity.de import pseudobulk_de
+from hscseq.fidelity.ensemble import calibration_table
+from hscseq.fidelity.hierarchy import load_hierarchy
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
 from hscseq.fidelity.plot import plot_scorecard
+from hscseq.fidelity.plot_calibration import plot_reliability
 from hscseq.fidelity.profiles import (
     _profile_scorecard,
     map_to_profiles,
@@ -39,8 +42,15 @@ def run_fidelity(
     de: str | None = None,
     controls: str | None = None,
     timecourse: str | None = None,
+    mapping_accuracy: str | None = None,
+    mapping_calibration: str | None = None,
+    calibration_figure: str | None = None,
 ) -> None:
     """Stage entry point: map, score, control, explain; write the final object and the tables.
+
+    With ``label_method: ensemble`` it also writes the per-type accuracy card of held-out reference cells
+    (``mapping_accuracy``), the reliability bins and expected calibration errors (``mapping_calibration``)
+    and the reliability curve (``calibration_figure``).
 
     Reference (first that applies): ``settings["reference"]`` (an h5ad with counts and labels), the in vivo
     samples of the sheet (``reference_label``), the built-in HematoMap profiles (human only).
@@ -111,6 +121,15 @@ def run_fidelity(
             work,
             method=method,
             distance_rep=distance_rep,
+            label_method=cfg["label_method"],
+            hierarchy=_hierarchy(cfg.get("hierarchy")),
+            ensemble_options={
+                "min_probability": cfg["min_label_probability"],
+                "min_parent_probability": cfg["min_parent_probability"],
+                "max_distance": cfg["hierarchy_max_distance"],
+                "n_sibling_genes": cfg["sibling_genes"],
+                "c": cfg["logreg_c"],
+            },
             n_neighbors=cfg["n_neighbors"],
             null_quantile=cfg["null_quantile"],
             absent_quantile=cfg["absent_quantile"],
@@ -178,7 +197,7 @@ def run_fidelity(
         "label_uncertainty",
         "reference_distance",
         "novel",
-    ] + (["closest_stage"] if "closest_stage" in work.obs else [])
+    ] + [c for c in ("closest_stage", "mapped_label") if c in work.obs]
     mapped = work.obs.loc[work.obs_names.isin(adata.obs_names), cols]
     for c in cols:
         adata.obs[c] = mapped[c].reindex(adata.obs_names).to_numpy()
@@ -205,7 +224,7 @@ def run_fidelity(
         "closest_label",
         "reference_distance",
     ]
-    cell_cols += ["closest_stage"] if "closest_stage" in adata.obs else []
+    cell_cols += [c for c in ("closest_stage", "mapped_label") if c in adata.obs]
     # every score-stage column: hsc_score*, hsc_like*, hsc_identity* (class, score, lineage, gate), hsc_stage,
     # score_*, ontogeny*
     prefixes = ("hsc_score", "hsc_like", "hsc_identity", "hsc_stage", "score_", "ontogeny")
@@ -222,6 +241,41 @@ def run_fidelity(
     if timecourse:
         write_table(_timecourse(table, comp), timecourse, index=False)
     plot_scorecard(table, comp, control_table, figure)
+    _write_mapping_quality(work, mapping_accuracy, mapping_calibration, calibration_figure)
+
+
+def _hierarchy(path: str | None) -> dict[str, str] | None:
+    """The user's label hierarchy (``None``: built from the reference by the ensemble)."""
+    if not path:
+        return None
+    try:
+        return load_hierarchy(path)
+    except ValueError as err:
+        raise input_error(str(err), path=path, fix="fix config fidelity.hierarchy.") from err
+
+
+def _write_mapping_quality(
+    work: ad.AnnData, accuracy: str | None, calibration: str | None, figure: str | None
+) -> None:
+    """Accuracy card, calibration table and reliability curve (empty with a note without the ensemble)."""
+    info = work.uns.get("mapping")
+    note = "no ensemble mapping (label_method knn or profile reference): no held-out accuracy card"
+    if accuracy:
+        acc = pd.DataFrame(info["accuracy"]) if info else pd.DataFrame({"note": [note]})
+        write_table(acc, accuracy, index=False)
+    if calibration:
+        write_table(
+            calibration_table(work) if info else pd.DataFrame({"note": [note]}), calibration, index=False
+        )
+    if figure:
+        rel = (
+            pd.DataFrame(info["reliability"])
+            if info
+            else pd.DataFrame(columns=["confidence", "accuracy", "share"])
+        )
+        fig = plot_reliability(rel, ece=float(info["ece"]) if info else None)
+        with atomic_path(figure) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
 
 
 def _h5ad_safe(adata: ad.AnnData) -> ad.AnnData:

@@ -11,6 +11,13 @@ rule fidelity:
         de="results/tables/de.tsv",
         controls="results/tables/fidelity_controls.tsv",
         timecourse="results/tables/timecourse.tsv",
+        mapping_accuracy="results/tables/mapping_accuracy.tsv",
+        mapping_calibration="results/tables/mapping_calibration.tsv",
+        calibration_figure=report(
+            "results/figures/mapping_calibration.png",
+            caption="../report/mapping_calibration.rst",
+            category="Fidelity",
+        ),
         figure=report(
             "results/figures/fidelity.png",
             caption="../report/fidelity.rst",

@@ -15,9 +15,12 @@ rule report:
         qc_summary="results/tables/qc_summary.tsv",
         integration_metrics="results/tables/integration_metrics.tsv",
         markers="results/tables/markers.tsv",
+        mapping_accuracy="results/tables/mapping_accuracy.tsv",
+        mapping_calibration="results/tables/mapping_calibration.tsv",
         qc_figures=expand("results/qc/{sample}.png", sample=SAMPLE_NAMES),
         figures=[
             "results/figures/fidelity.png",
+            "results/figures/mapping_calibration.png",
             "results/figures/scores.png",
             "results/figures/umap.png",
             "results/figures/markers_dotplot.png",
