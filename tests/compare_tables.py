@@ -24,7 +24,10 @@ DEFAULT_IGNORE = ("fidelity_controls.tsv",)
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, compression="infer")
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, compression="infer")
+    except pd.errors.EmptyDataError:  # an empty table (no columns), e.g. de.tsv without in vivo donors
+        return pd.DataFrame()
 
 
 def _numeric(col: pd.Series) -> np.ndarray | None:

@@ -56,8 +56,11 @@ def scorecard_figure(table: pd.DataFrame, composition: pd.DataFrame, control_tab
         wide = composition.pivot_table(
             index="sample", columns="cell_type", values="fraction", aggfunc="first"
         )
-        invivo = composition.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
-        wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
+        if "invivo_fraction" in composition:  # (a profile reference has no in vivo composition)
+            invivo = (
+                composition.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
+            )
+            wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
         bottom = np.zeros(len(wide))
         cmap = plt.get_cmap("tab20")
         for j, c in enumerate(wide.columns):
