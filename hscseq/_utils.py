@@ -119,3 +119,32 @@ def write_table(df, path: str | os.PathLike, **kwargs) -> None:
     compression = "gzip" if path.suffix == ".gz" else None
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", compression=compression, **kwargs)
+
+
+#: Stored values inspected by :func:`check_raw_counts` and the tolerance of "integer".
+RAW_COUNT_VALUES = 1_000_000
+RAW_COUNT_TOLERANCE = 1e-3
+
+
+def check_raw_counts(
+    x, *, what: str, fix: str, sample: str | None = None, path: str | os.PathLike | None = None
+) -> None:
+    """The one raw-count check: raise :class:`HscseqInputError` when ``x`` holds negative or non-integers.
+
+    Looks at the first :data:`RAW_COUNT_VALUES` stored values (sparse ``data``; never densifies a sparse
+    matrix) and allows :data:`RAW_COUNT_TOLERANCE` of rounding error.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    values = np.asarray(data[:RAW_COUNT_VALUES])
+    if values.size and (
+        np.any(values < 0) or np.any(np.abs(values - np.round(values)) > RAW_COUNT_TOLERANCE)
+    ):
+        raise input_error(
+            f"{what} does not hold raw counts (negative or non-integer values).",
+            sample=sample,
+            path=path,
+            fix=fix,
+        )

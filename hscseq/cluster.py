@@ -14,7 +14,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
+from hscseq._plotting import finish, save_and_close
+from hscseq._utils import input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -238,12 +239,29 @@ def markers_table(
 
 
 def umap_figure(
-    adata: ad.AnnData, *, colors: Sequence[str] = ("leiden", "sample", "condition", "reference_label")
+    adata: ad.AnnData,
+    *,
+    colors: Sequence[str] = ("leiden", "sample", "condition", "reference_label"),
+    show: bool | None = None,
+    save: str | None = None,
 ):
-    """Figure of the UMAP coloured by each of ``colors`` present in obs (one panel each)."""
-    import matplotlib
+    """Figure of the UMAP coloured by each of ``colors`` present in obs (one panel each).
 
-    matplotlib.use("Agg")
+    Parameters
+    ----------
+    adata
+        Clustered object with ``obsm["X_umap"]``.
+    colors
+        obs columns to colour by (absent ones are skipped).
+    show
+        Show the figure (``plt.show()``) and return ``None``.
+    save
+        Path to write the figure to (format from the suffix).
+
+    Returns
+    -------
+    The :class:`matplotlib.figure.Figure` (``None`` when ``show=True``).
+    """
     import scanpy as sc
 
     if "X_umap" not in adata.obsm:
@@ -257,12 +275,12 @@ def umap_figure(
             lab = col.astype(object)
             col = pd.Categorical(lab.where(lab.notna() & (lab.astype(str).str.strip() != ""), np.nan))
         obs[c] = col
-    show = ad.AnnData(obs=obs, obsm={"X_umap": np.asarray(adata.obsm["X_umap"])})
+    view = ad.AnnData(obs=obs, obsm={"X_umap": np.asarray(adata.obsm["X_umap"])})
     for c in present:
         if f"{c}_colors" in adata.uns:
-            show.uns[f"{c}_colors"] = adata.uns[f"{c}_colors"]
+            view.uns[f"{c}_colors"] = adata.uns[f"{c}_colors"]
     fig = sc.pl.umap(
-        show,
+        view,
         color=present,
         ncols=2,
         wspace=0.45,
@@ -272,17 +290,41 @@ def umap_figure(
         frameon=False,
         na_color="#d9d9d9",
     )
-    return fig
+    return finish(fig, show=show, save=save, dpi=120)
 
 
-def dotplot_figure(adata: ad.AnnData, *, markers: pd.DataFrame, groupby: str = "leiden", n_genes: int = 3):
+def dotplot_figure(
+    adata: ad.AnnData,
+    *,
+    markers: pd.DataFrame,
+    groupby: str = "leiden",
+    n_genes: int = 3,
+    show: bool | None = None,
+    save: str | None = None,
+):
     """Dot plot of the top ``n_genes`` markers of each cluster (a gene shown once, for its first cluster).
 
-    Returns the :class:`scanpy.pl.DotPlot`, or ``None`` when there is no marker.
-    """
-    import matplotlib
+    Parameters
+    ----------
+    adata
+        Clustered, log-normalised object.
+    markers
+        Marker table of :func:`marker_genes` (columns cluster, rank, gene).
+    groupby
+        obs column of the clusters.
+    n_genes
+        Markers shown per cluster.
+    show
+        Show the figure (``plt.show()``) and return ``None``.
+    save
+        Path to write the figure to (format from the suffix).
 
-    matplotlib.use("Agg")
+    Returns
+    -------
+    The :class:`matplotlib.figure.Figure` (a note when no marker passed the filters; ``None`` when
+    ``show=True``).
+    """
+    import matplotlib.pyplot as plt
     import scanpy as sc
 
     var_names: dict[str, list[str]] = {}
@@ -293,34 +335,26 @@ def dotplot_figure(adata: ad.AnnData, *, markers: pd.DataFrame, groupby: str = "
         if genes:
             var_names[str(cl)] = genes
     if not var_names:
-        return None
-    return sc.pl.dotplot(
-        adata,
-        var_names=var_names,
-        groupby=groupby,
-        standard_scale="var",
-        use_raw=False,
-        show=False,
-        return_fig=True,
-    )
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, "no marker genes passed the filters", ha="center", va="center")
+        ax.axis("off")
+    else:
+        dot = sc.pl.dotplot(
+            adata,
+            var_names=var_names,
+            groupby=groupby,
+            standard_scale="var",
+            use_raw=False,
+            show=False,
+            return_fig=True,
+        )
+        dot.make_figure()
+        fig = dot.fig
+    return finish(fig, show=show, save=save, dpi=120)
 
 
-def _save_png(obj, path: str | os.PathLike) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        if obj is None:
-            fig, ax = plt.subplots(figsize=(4, 1.5))
-            ax.text(0.5, 0.5, "no marker genes passed the filters", ha="center", va="center")
-            ax.axis("off")
-            fig.savefig(tmp, format="png", dpi=120)
-            plt.close(fig)
-        elif hasattr(obj, "savefig") and not hasattr(obj, "add_subplot"):  # scanpy BasePlot
-            obj.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-            plt.close(obj.fig)
-        else:
-            obj.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-            plt.close(obj)
+def _save_png(fig, path: str | os.PathLike) -> None:
+    save_and_close(fig, path, dpi=120)
 
 
 # --------------------------------------------------------------------------------------------------------

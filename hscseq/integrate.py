@@ -43,7 +43,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hscseq import _scvi
-from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
+from hscseq._utils import atomic_path, check_raw_counts, input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +81,13 @@ _UNLABELLED = "Unknown"
 
 
 def _check_counts(x, *, what: str, path: str | None = None) -> None:
-    """Raise when ``x`` does not look like raw counts (checks a sample of the stored values)."""
-    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    sample = data[:200_000]
-    if sample.size and (np.any(sample < 0) or not np.allclose(sample, np.round(sample))):
-        raise input_error(
-            f"{what} does not hold raw counts (negative or non-integer values).",
-            path=path,
-            fix="give the merged raw UMI counts in X (the merge stage writes them there).",
-        )
+    """Raise when ``x`` does not look like raw counts (:func:`hscseq._utils.check_raw_counts`)."""
+    check_raw_counts(
+        x,
+        what=what,
+        path=path,
+        fix="give the merged raw UMI counts in X (the merge stage writes them there).",
+    )
 
 
 def normalize(
@@ -566,7 +564,7 @@ def integrate(
 # integration quality (scib-metrics)
 
 
-def compute_metrics(
+def integration_metrics_core(
     x: np.ndarray,
     batch: np.ndarray | None,
     labels: np.ndarray | None,
@@ -679,7 +677,9 @@ def integration_metrics(
         batch = adata.obs[batch_key].astype(str).to_numpy()[use]
         if len(np.unique(batch)) < 2:
             notes.append(f"one {reference_condition} batch only: batch-mixing metrics not computed")
-        values = compute_metrics(adata.obsm[embed][use], batch, lab, n_neighbors=n_neighbors, seed=seed)
+        values = integration_metrics_core(
+            adata.obsm[embed][use], batch, lab, n_neighbors=n_neighbors, seed=seed
+        )
     warnings = []
     for name, value in values.items():
         if np.isfinite(value) and value < bars_full[name]:

@@ -24,15 +24,41 @@ logger = logging.getLogger(__name__)
 OBS_COLUMNS = ("sample", "species", "condition", "batch", "timepoint", "donor")
 
 
-def analysis_species(adatas: Sequence[ad.AnnData]) -> str:
-    """Species of the in vivo samples (or, without any, of the majority of cells)."""
-    ref = [a.obs["species"].iloc[0] for a in adatas if (a.obs["condition"] == "in_vivo").any()]
-    if ref:
-        return str(ref[0])
-    counts = pd.Series({a.obs["species"].iloc[0]: 0 for a in adatas})
-    for a in adatas:
-        counts[a.obs["species"].iloc[0]] += a.n_obs
-    return str(counts.idxmax())
+def analysis_species(data: ad.AnnData | Sequence[ad.AnnData]) -> str:
+    """The analysis species (one rule for every stage).
+
+    A merged object: the species the merge stage recorded (``uns['hscseq']['merge']['species']``). Otherwise
+    (samples before merging, or an object without the record): the species of the in vivo samples, else the
+    species of the majority of cells.
+    """
+    if isinstance(data, ad.AnnData):
+        try:
+            recorded = data.uns["hscseq"]["merge"]["species"]
+        except (KeyError, TypeError):
+            recorded = None
+        if recorded is not None:
+            return _checked_species(recorded)
+        data = [data]
+    obs = [a.obs for a in data if "species" in a.obs]
+    if not obs:
+        return _checked_species(None)
+    obs = pd.concat([o[[c for c in ("species", "condition") if c in o]] for o in obs])
+    species = obs["species"].astype(str)
+    in_vivo = obs["condition"].astype(str).eq("in_vivo").to_numpy() if "condition" in obs else None
+    if in_vivo is not None and in_vivo.any():
+        return _checked_species(species.to_numpy()[in_vivo][0])
+    counts = species.value_counts(sort=False)
+    return _checked_species(counts.idxmax() if len(counts) else None)
+
+
+def _checked_species(species: str | None) -> str:
+    if species not in genes.SPECIES:
+        raise input_error(
+            f"cannot tell the analysis species (found {species!r}).",
+            fix="the merge stage records uns['hscseq']['merge']['species']; otherwise give "
+            "obs['species'] ('mouse' or 'human') or pass species=... explicitly.",
+        )
+    return str(species)
 
 
 def merge_samples(

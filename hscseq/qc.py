@@ -29,7 +29,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq._utils import HscseqInputError, atomic_path, input_error, resource_path, write_h5ad, write_table
+from hscseq._utils import (
+    HscseqInputError,
+    atomic_path,
+    check_raw_counts,
+    input_error,
+    resource_path,
+    write_h5ad,
+    write_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -1153,15 +1161,13 @@ def _check_counts(adata: ad.AnnData, name: str, path: str) -> None:
             path=path,
             fix="check the count matrix given in the sample sheet.",
         )
-    x = _as_csr(adata.X)
-    data = x.data[:1_000_000]
-    if data.size and (np.any(data < 0) or np.any(np.abs(data - np.round(data)) > 1e-3)):
-        raise input_error(
-            "X does not hold raw counts (negative or non-integer values).",
-            sample=name,
-            path=path,
-            fix="QC needs raw UMI counts; rerun ingest on the raw count matrix.",
-        )
+    check_raw_counts(
+        adata.X,
+        what="X",
+        sample=name,
+        path=path,
+        fix="QC needs raw UMI counts; rerun ingest on the raw count matrix.",
+    )
 
 
 def run_qc(
@@ -1422,9 +1428,6 @@ def _save_figure(
     obs: pd.DataFrame, account: pd.DataFrame, thresholds: Mapping[str, float], name: str, path: str
 ) -> None:
     """Per-sample QC figure: distributions with thresholds, counts vs genes by % mito, doublets, cycle."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))

@@ -50,7 +50,7 @@ def build_fidelity_input(
     """
     import scanpy as sc
 
-    from hscseq._utils import resource_path
+    from hscseq.integrate import cell_cycle_genes
 
     parts = []
     for name, a in samples.items():
@@ -62,14 +62,7 @@ def build_fidelity_input(
     adata.layers["counts"] = adata.X.copy()
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    cc = set(
-        pd.read_csv(resource_path("genesets", "cell_cycle_mouse_hemascoper.tsv"), sep="\t", comment="#")[
-            "Gene"
-        ]
-    )
-    cc |= set(
-        pd.read_csv(resource_path("genesets", "regev_lab_cell_cycle_genes.txt"), header=None, comment="#")[0]
-    )
+    cc = set(cell_cycle_genes())  # the list the integrate stage keeps out of its features
     cand = adata[:, [g not in cc for g in adata.var_names]].copy()
     sc.pp.highly_variable_genes(
         cand, n_top_genes=min(n_top_genes, cand.n_vars), flavor="seurat_v3", layer="counts", batch_key=None
@@ -155,8 +148,9 @@ def fidelity_sweep(
         specs.append(datasets.engineered_spec(n_engineered))
         sims = datasets.simulate(specs, n_genes=n_genes, seed=seed)
         adata = build_fidelity_input(sims, seed=seed)
-        fid.map_to_reference(adata, random_state=seed)
-        fid.scorecard(adata, n_bootstrap=n_bootstrap, random_state=seed)
+        settings = fid.FidelitySettings.from_config({"n_bootstrap": n_bootstrap, "seed": seed})
+        fid.map_to_reference(adata, settings=settings)
+        fid.scorecard(adata, settings=settings)
         table = adata.uns["scorecard"]["table"].set_index("sample")
         comp = adata.uns["scorecard"]["composition"]
         obs = adata.obs
@@ -214,7 +208,7 @@ def fidelity_sweep(
             "heldout_novel_rate": float(adata.uns["fidelity"]["heldout_novel_rate"]),
         }
         if with_controls:
-            ctrl = fid.controls(adata, n_bootstrap=max(10, n_bootstrap // 2), random_state=seed)
+            ctrl = fid.controls(adata, settings=settings)
             ctrl.insert(0, "seed", seed)
             control_tables.append(ctrl)
             row["positive_control_min"] = float(ctrl.loc[ctrl["kind"] == "positive", "fidelity_index"].min())

@@ -6,9 +6,19 @@ import re
 import pytest
 
 import hscseq
-from hscseq import pl, pp, tl
+from hscseq import fidelity, pl, pp, tl
 
-PUBLIC = [(ns.__name__, name, getattr(ns, name)) for ns in (pp, tl) for name in ns.__all__]
+PLOTS = [(pl.__name__, name, getattr(pl, name)) for name in pl.__all__]
+#: every public function that takes an AnnData: the namespaces and the stage packages' public API
+PUBLIC = [(ns.__name__, name, getattr(ns, name)) for ns in (pp, tl) for name in ns.__all__] + PLOTS
+PUBLIC += [
+    (fidelity.__name__, name, getattr(fidelity, name))
+    for name in fidelity.__all__
+    if inspect.isfunction(getattr(fidelity, name))
+    and next(iter(inspect.signature(getattr(fidelity, name)).parameters), "") == "adata"
+]
+#: public functions that return a table and write nothing into adata (no key_added, no copy)
+RETURNS_TABLE = {"controls", "pseudobulk_de"}
 
 
 @pytest.mark.parametrize(("namespace", "name", "func"), PUBLIC, ids=[f"{n}.{f}" for n, f, _ in PUBLIC])
@@ -25,7 +35,11 @@ def test_scanpy_style_signature(namespace, name, func):
         assert inspect.signature(func).parameters["copy"].default is False
     # like scanpy's normalize_total / highly_variable_genes, functions that only rewrite X or var have no key
     writes_x_or_var = ("normalize", "select_features")
-    if params[0].name == "adata" and name not in writes_x_or_var:
+    names = inspect.signature(func).parameters
+    if namespace == pl.__name__ or func is getattr(pl, name.removeprefix("plot_"), None):
+        assert "show" in names and "save" in names, f"{namespace}.{name}: scanpy-style show/save"
+        assert "copy" not in names and "key_added" not in names, f"{namespace}.{name}: plots write nothing"
+    elif params[0].name == "adata" and name not in (*writes_x_or_var, *RETURNS_TABLE):
         assert "key_added" in inspect.signature(func).parameters, f"{namespace}.{name}: no key_added"
 
 
@@ -59,7 +73,7 @@ def test_lazy_namespaces():
 
 
 @pytest.mark.filterwarnings("ignore:.*:UserWarning")
-def test_readme_notebook_flow_runs_and_means_something(demo_small):
+def test_readme_notebook_flow_runs_and_means_something(demo_small, tmp_path):
     """The README's Python walk-through, on simulated samples (harmony instead of scVI for speed)."""
     adatas = []
     for name in ("invivo_donor1", "invivo_donor2", "engineered_7TF"):
@@ -91,3 +105,30 @@ def test_readme_notebook_flow_runs_and_means_something(demo_small):
     assert off["score_hsc_native"].median() < ref_hsc["score_hsc_native"].median()
     assert ref_hsc["hsc_like"].mean() > 0.6
     assert off["novel"].mean() > 0.8
+    _plots_return_figures_without_switching_backend(adata, tmp_path)
+
+
+def _plots_return_figures_without_switching_backend(adata, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    tl.marker_genes(adata)
+    # pl.scores shows the score stage's programme table: missing programme and ontogeny calls
+    tl.missing_programme(adata, adata.uns["signatures"]["genes"]["hsc_native"]["up"])
+    tl.primitive_vs_definitive(adata)
+    markers = hscseq.cluster.markers_table(adata)
+    backend = matplotlib.get_backend()
+    calls = {
+        "umap": lambda **kw: pl.umap(adata, **kw),
+        "dotplot": lambda **kw: pl.dotplot(adata, markers=markers, **kw),
+        "scores": lambda **kw: pl.scores(adata, **kw),
+        "scorecard": lambda **kw: pl.scorecard(adata, **kw),
+    }
+    assert set(calls) == set(pl.__all__)
+    for name, call in calls.items():
+        fig = call(save=tmp_path / f"{name}.png")
+        assert isinstance(fig, Figure), name
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
+        assert matplotlib.get_backend() == backend, f"pl.{name} switched the matplotlib backend"
+        plt.close(fig)

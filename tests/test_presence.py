@@ -148,10 +148,13 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     assert set(lymphoid["status"]) == {"undetermined"}
     assert (lymphoid["detection_limit"] > 0.02).all()
     # the profile-only path draws its scorecard figure (no in vivo composition: it used to raise KeyError)
-    cfg = {**fidelity.DEFAULT_SETTINGS, "n_bootstrap": 20}
+    cfg = fidelity.FidelitySettings.from_config({"n_bootstrap": 20})
     table, comp = profiles._profile_scorecard(adata, cfg)
     assert "invivo_fraction" not in comp
-    fidelity.plot_scorecard(table, comp, pd.DataFrame(), tmp_path / "fidelity.png")
+    from hscseq._plotting import save_and_close
+    from hscseq.fidelity.plot import scorecard_figure
+
+    save_and_close(scorecard_figure(table, comp, pd.DataFrame()), tmp_path / "fidelity.png")
     tc = fidelity.timecourse(table, comp)
     assert set(tc["timepoint"]) == {"week1", "week2", "week4", "week6"}
     assert (tmp_path / "fidelity.png").stat().st_size > 10_000

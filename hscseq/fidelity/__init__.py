@@ -28,7 +28,7 @@ within the sample), and is calibrated against the in vivo reference itself:
     Share of cells flagged ``novel`` (reported, not part of the index: it is already inside ``identity``).
 
 Headline **fidelity index** ``F = (w_I I + w_S S + w_P P + w_C C) / (w_I + w_S + w_P + w_C)`` with equal
-weights by default (``settings["index_weights"]``); a part that cannot be computed (no HSC type in the
+weights by default (``FidelitySettings.index_weights``); a part that cannot be computed (no HSC type in the
 reference, profile-level reference without composition) is left out and the weights are renormalised.
 ``F = 1``: indistinguishable from an in vivo donor; ``F = 0``: nothing in the sample resembles the
 reference. The positive control (an in vivo donor held out and scored as a query) must give ``F >= 0.9``;
@@ -68,15 +68,15 @@ from hscseq.fidelity.mapping import map_to_reference
 from hscseq.fidelity.plot import plot_scorecard
 from hscseq.fidelity.profiles import load_hematomap, map_to_profiles, profile_correlation_core
 from hscseq.fidelity.scorecard import scorecard
-from hscseq.fidelity.settings import DEFAULT_SETTINGS, NOVEL, PARTS
+from hscseq.fidelity.settings import NOVEL, PARTS, FidelitySettings
 from hscseq.fidelity.spaces import uncorrected_pca
-from hscseq.fidelity.stage import run_fidelity
+from hscseq.fidelity.stage import run_fidelity, score_with_controls
 from hscseq.fidelity.timecourse import timecourse
 
 __all__ = [
-    "DEFAULT_SETTINGS",
     "NOVEL",
     "PARTS",
+    "FidelitySettings",
     "bootstrap_weights",
     "confounded_samples",
     "controls",
@@ -97,6 +97,7 @@ __all__ = [
     "pseudobulk_de",
     "row_corr",
     "run_fidelity",
+    "score_with_controls",
     "scorecard",
     "similarity_ratio",
     "smooth_latent",

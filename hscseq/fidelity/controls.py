@@ -1,214 +1,316 @@
-"""Positive and negative controls of the fidelity index."""
+"""Positive and negative controls of the fidelity index, run with exactly the scorecard's setup.
+
+The controls take the same :class:`~hscseq.fidelity.FidelitySettings` and inputs as the scorecard: the same
+mapping method (kNN or scANVI surgery), the same novelty space (the ``obsm`` key the scorecard measured
+distances in), the same thresholds (quantiles, neighbours, confidence, cells, weights, HSC label) and the same
+programme table (for a held-out donor, the score stage's ``hsc_programme_share`` of that donor's samples).
+Only the number of bootstrap replicates is halved (:attr:`FidelitySettings.controls_n_bootstrap`).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
-from hscseq.fidelity.parts import (
-    _counts,
-    _donor_column,
-    _hsc_label,
-    _Reference,
-)
+from hscseq.fidelity.parts import _counts, _donor_column, _hsc_label, _Reference
 from hscseq.fidelity.scorecard import scorecard
-from hscseq.fidelity.settings import PARTS
+from hscseq.fidelity.settings import FidelitySettings, fidelity_settings
+from hscseq.fidelity.spaces import novelty_rep
 
 logger = logging.getLogger(__name__)
+
+CONTROL = "control"
+
+
+@dataclass
+class _ControlSetup:
+    """The reference cells, their donors, the off-target type and the full reference's nulls."""
+
+    ref: ad.AnnData
+    labels: np.ndarray
+    donors: np.ndarray
+    donor_list: list[str]
+    negative_type: str
+    full_null: Mapping[str, Any]
+    null_ref: ad.AnnData
+    prog_null: float
+    distance_rep: str | None
+    seed: int
+
+
+def _negative_type(latent: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
+    """The reference type farthest from every other type (centroid distances)."""
+    cents = np.vstack([latent[labels == c].mean(axis=0) for c in classes])
+    dmat = np.linalg.norm(cents[:, None] - cents[None], axis=2)
+    np.fill_diagonal(dmat, np.inf)
+    return classes[int(np.argmax(dmat.min(axis=1)))]
+
+
+def _setup(
+    adata: ad.AnnData,
+    s: FidelitySettings,
+    *,
+    reference_key: str,
+    use_rep: str,
+    distance_rep: str | None,
+    layer,
+    seed,
+) -> _ControlSetup:
+    ref = adata[_reference_mask(adata, reference_key)].copy()
+    if distance_rep is None:
+        distance_rep = novelty_rep(ref, s, random_state=seed)
+    labels = ref.obs[reference_key].astype(str).to_numpy()
+    donors = _donor_column(ref, np.ones(ref.n_obs, bool))
+    donor_list = sorted(pd.unique(donors))
+    if len(donor_list) < 2:
+        rng = np.random.default_rng([seed, 11])
+        donors = np.where(rng.random(ref.n_obs) < 0.2, "heldout_20pct", "rest")
+        donor_list = ["heldout_20pct"]
+    classes = sorted(pd.unique(labels))
+    negative = s.negative_control_type
+    if negative is None:
+        space = use_rep if use_rep in ref.obsm else distance_rep
+        negative = _negative_type(np.asarray(ref.obsm[space], dtype=float), labels, classes)
+    full = ref.copy()
+    full.obs["donor"] = donors
+    map_to_reference(
+        full,
+        settings=s,
+        reference_key=reference_key,
+        use_rep=use_rep,
+        distance_rep=distance_rep,
+        donor_key="donor",
+        layer=layer,
+        random_state=seed,
+    )
+    null_ref = ref.copy()
+    null_ref.obs["donor"] = donors
+    null_ref.obs["_ref"] = labels  # the label column the control objects use
+    # HSC programme: the donor-to-donor null of the full reference (a held-out donor leaves one donor only)
+    prog_null = _Reference(
+        _counts(ref, layer),
+        labels,
+        donors,
+        classes,
+        min_cells=s.min_cells,
+        hsc_label=_hsc_label(classes, s.hsc_label),
+        seed=seed,
+    ).hsc_null
+    return _ControlSetup(
+        ref,
+        labels,
+        donors,
+        donor_list,
+        negative,
+        full.uns["fidelity"],
+        null_ref,
+        prog_null,
+        distance_rep,
+        seed,
+    )
+
+
+def _control_programme(programme: pd.DataFrame | None, samples: pd.Series) -> pd.DataFrame | None:
+    """The programme table row of a held-out donor: its samples' shares, weighted by their cells."""
+    if programme is None or "hsc_programme_share" not in programme or "sample" not in programme:
+        return None
+    table = programme.assign(sample=programme["sample"].astype(str)).set_index("sample")
+    n = samples.astype(str).value_counts()
+    n = n[n.index.isin(table.index)]
+    cols = [
+        c
+        for c in ("hsc_programme_share", "hsc_programme_share_ci_low", "hsc_programme_share_ci_high")
+        if c in table
+    ]
+    values = table.loc[n.index, cols].astype(float)
+    ok = np.isfinite(values["hsc_programme_share"].to_numpy())
+    if not ok.any():
+        return None
+    w = n.to_numpy(dtype=float)[ok]
+    row = {c: float(np.average(values[c].to_numpy()[ok], weights=w)) for c in cols}
+    return pd.DataFrame([{"sample": CONTROL, **row}])
+
+
+def _control_object(st: _ControlSetup, reference_key: str, held_donor: str, kind: str) -> ad.AnnData:
+    """Reference minus the held-out donor (minus the off-target type too for the negative control)."""
+    held = st.donors == held_donor
+    lab = st.labels.astype(object).copy()
+    lab[held] = ""
+    if kind == "positive":
+        keep = np.ones(st.ref.n_obs, bool)
+    else:
+        is_type = st.labels == st.negative_type
+        keep = (~held & ~is_type) | (held & is_type)
+    work = st.ref[keep].copy()
+    work.obs["_ref"] = pd.Series(lab[keep], index=work.obs_names).replace("", np.nan)
+    work.obs["_sample"] = np.where(held[keep], CONTROL, "reference")
+    work.obs["_condition"] = np.where(held[keep], CONTROL, "in_vivo")
+    work.obs["donor"] = st.donors[keep]
+    work.obs["batch"] = st.donors[keep]
+    return work
+
+
+def _run_control(
+    st: _ControlSetup,
+    s: FidelitySettings,
+    *,
+    held_donor: str,
+    kind: str,
+    programme: pd.DataFrame | None,
+    reference_key: str,
+    sample_key: str,
+    use_rep: str,
+    layer: str | None,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Map and score one control; returns its table row and the effective settings it ran with."""
+    work = _control_object(st, reference_key, held_donor, kind)
+    held_samples = (
+        work.obs.loc[work.obs["_sample"] == CONTROL, sample_key] if sample_key in work.obs else None
+    )
+    prog = (
+        _control_programme(programme, held_samples)
+        if kind == "positive" and held_samples is not None
+        else None
+    )
+    map_to_reference(
+        work,
+        settings=s,
+        reference_key="_ref",
+        use_rep=use_rep,
+        distance_rep=st.distance_rep,
+        sample_key="_sample",
+        layer=layer,
+        null=st.full_null,
+        random_state=st.seed,
+    )
+    scorecard(
+        work,
+        settings=s.replace(n_bootstrap=s.controls_n_bootstrap),
+        programme=prog,
+        sample_key="_sample",
+        condition_key="_condition",
+        query_conditions=(CONTROL,),
+        layer=layer,
+        programme_null=st.prog_null,
+        null_source=st.null_ref,
+        random_state=seed,
+    )
+    row = work.uns["scorecard"]["table"].iloc[0].to_dict()
+    f = row["fidelity_index"]
+    if kind == "positive":
+        name, expected, ok = f"positive: held-out donor {held_donor}", ">= 0.9", f >= 0.9
+    else:
+        name = f"negative: {st.negative_type} of {held_donor} absent from the reference"
+        expected, ok = "<= 0.2", f <= 0.2
+    logger.info(
+        "control %s: fidelity index %.3f [%.3f, %.3f] (expected %s) -> %s",
+        name,
+        f,
+        row["fidelity_index_ci_low"],
+        row["fidelity_index_ci_high"],
+        expected,
+        "PASS" if ok else "FAIL",
+    )
+    drop = ("sample", "condition", "timepoint", "confounded")
+    out = {"control": name, "kind": kind, "held_out": held_donor, "expected": expected, "pass": bool(ok)}
+    out |= {k: v for k, v in row.items() if k not in drop}
+    effective = {
+        "mapping": dict(work.uns["fidelity"]["params"]),
+        "scorecard": dict(work.uns["scorecard"]["params"]),
+    }
+    return out, effective
 
 
 def controls(
     adata: ad.AnnData,
     *,
+    settings: FidelitySettings | Mapping[str, Any] | None = None,
+    programme: pd.DataFrame | None = None,
     reference_key: str = "reference_label",
+    sample_key: str = "sample",
     use_rep: str = "X_integrated",
-    n_neighbors: int = 15,
-    null_quantile: float = 0.99,
-    absent_quantile: float = 0.05,
+    distance_rep: str | None = None,
     layer: str | None = "counts",
-    min_confidence: float = 0.5,
-    min_cells: int = 10,
-    n_genes: int = 2000,
-    weights: Mapping[str, float] | None = None,
-    negative_control_type: str | None = None,
-    hsc_label: str | None = None,
-    n_bootstrap: int = 100,
-    random_state: int = 0,
+    random_state: int | None = None,
+    **overrides: Any,
 ) -> pd.DataFrame:
     """Positive and negative controls of the fidelity index, from the reference alone.
 
-    Positive: each in vivo donor in turn is removed from the reference and scored as a query (expected
-    ``F >= 0.9``). Negative: one reference type (``negative_control_type``, default the type farthest from
-    every other type in the latent) is removed from the reference as well, and that donor's cells of the type
-    are scored as a query (expected ``F <= 0.2``: an off-target population absent from the reference).
-    With a single donor, a random 20% of reference cells plays the held-out donor.
+    Positive: each in vivo donor in turn (at most five) is removed from the reference and scored as a query
+    (expected ``F >= 0.9``). Negative: one reference type (``negative_control_type``, default the type
+    farthest from every other type) is removed from the reference as well, and that donor's cells of the type
+    are scored as a query (expected ``F <= 0.2``: an off-target population absent from the reference). With a
+    single donor, a random 20% of reference cells plays the held-out donor. Each control is mapped and scored
+    with the scorecard's own setup (module docstring).
 
     Parameters
     ----------
     adata
-        Cells with reference labels in ``obs[reference_key]`` and the latent ``obsm[use_rep]``.
+        Cells with reference labels in ``obs[reference_key]`` (and ``obsm[use_rep]`` for kNN).
+    settings
+        The stage's settings: the same object the scorecard used.
+    programme
+        The score stage's programme table the scorecard used; a positive control's programme part is the
+        cell-weighted ``hsc_programme_share`` of the held-out donor's samples (reference-derived when absent).
     reference_key
         obs column with the reference labels.
+    sample_key
+        obs column with samples (to find a held-out donor's rows of ``programme``).
     use_rep
         Shared latent used for kNN mapping.
-    n_neighbors
-        Number of reference neighbours.
-    null_quantile
-        Quantile of the held-out null above which a cell is novel.
-    absent_quantile
-        Quantile of the held-out-type null a novel cell must also exceed (:func:`novelty_thresholds`).
+    distance_rep
+        ``obsm`` key where distances are measured: the scorecard's (default: from ``settings.novelty_space``).
     layer
         Layer with raw counts.
-    min_confidence
-        Label probability needed to count a cell as confidently mapped.
-    min_cells
-        Cells of a type needed for a pseudobulk.
-    n_genes
-        Informative genes for correlations.
-    weights
-        Index weights (default equal).
-    negative_control_type
-        Reference type used as the off-target population.
-    hsc_label
-        Reference label of HSCs.
-    n_bootstrap
-        Bootstrap replicates.
     random_state
-        Seed.
+        Seed (default ``settings.seed``).
+    overrides
+        Settings fields to change for this call, validated against the schema.
 
     Returns
     -------
     One row per control: control, held_out, expected, pass, fidelity_index (+ CI) and every part.
+    ``attrs["settings"]`` holds the settings, ``attrs["effective"]`` the mapping and scorecard parameters
+    each control ran with, ``attrs["null"]`` those of the full reference's null (the controls' thresholds).
     """
-    ref_mask = _reference_mask(adata, reference_key)
-    ref = adata[ref_mask].copy()
-    labels = ref.obs[reference_key].astype(str).to_numpy()
-    donors = _donor_column(ref, np.ones(ref.n_obs, bool))
-    donor_list = sorted(pd.unique(donors))
-    rng = np.random.default_rng([random_state, 11])
-    if len(donor_list) < 2:
-        donors = np.where(rng.random(ref.n_obs) < 0.2, "heldout_20pct", "rest")
-        donor_list = ["heldout_20pct"]
-    latent = np.asarray(ref.obsm[use_rep], dtype=float)
-    classes = sorted(pd.unique(labels))
-    if negative_control_type is None:
-        cents = np.vstack([latent[labels == c].mean(axis=0) for c in classes])
-        dmat = np.linalg.norm(cents[:, None] - cents[None], axis=2)
-        np.fill_diagonal(dmat, np.inf)
-        negative_control_type = classes[int(np.argmax(dmat.min(axis=1)))]
-    weights = dict(weights or {p: 1.0 for p in PARTS})
-    full = ref.copy()
-    full.obs["donor"] = donors
-    map_to_reference(
-        full,
+    s = fidelity_settings(settings, **overrides)
+    seed = s.seed if random_state is None else random_state
+    st = _setup(
+        adata,
+        s,
         reference_key=reference_key,
         use_rep=use_rep,
-        n_neighbors=n_neighbors,
-        null_quantile=null_quantile,
-        absent_quantile=absent_quantile,
-        donor_key="donor",
-        label_method="knn",  # controls keep the kNN labels: the ensemble's classifiers are refit per control
-        random_state=random_state,
+        distance_rep=distance_rep,
+        layer=layer,
+        seed=seed,
     )
-    full_null = full.uns["fidelity"]
-    null_ref = ref.copy()
-    null_ref.obs["donor"] = donors
-    null_ref.obs["_ref"] = labels  # the label column the control objects use
-    # HSC programme: the donor-to-donor null of the full reference (a held-out donor leaves one donor only)
-    x_full = _counts(ref, layer)
-    prog_null = _Reference(
-        x_full,
-        labels,
-        donors,
-        classes,
-        min_cells=min_cells,
-        hsc_label=_hsc_label(classes, hsc_label),
-        seed=random_state,
-    ).hsc_null
-    rows = []
-    for k, d in enumerate(donor_list[:5]):
+    rows, effective = [], []
+    for k, d in enumerate(st.donor_list[:5]):
         for kind in ("positive", "negative"):
-            work = ref.copy()
-            held = donors == d
-            lab = labels.astype(object).copy()
-            if kind == "positive":
-                lab[held] = ""
-                keep = np.ones(ref.n_obs, bool)
-            else:
-                is_type = labels == negative_control_type
-                keep = (~held & ~is_type) | (held & is_type)
-                lab[held] = ""
-            work = work[keep].copy()
-            work.obs["_ref"] = pd.Series(lab[keep], index=work.obs_names).replace("", np.nan)
-            work.obs["_sample"] = np.where(held[keep], "control", "reference")
-            work.obs["_condition"] = np.where(held[keep], "control", "in_vivo")
-            work.obs["donor"] = donors[keep]
-            work.obs["batch"] = donors[keep]
-            map_to_reference(
-                work,
-                reference_key="_ref",
+            row, eff = _run_control(
+                st,
+                s,
+                held_donor=d,
+                kind=kind,
+                programme=programme,
+                reference_key=reference_key,
+                sample_key=sample_key,
                 use_rep=use_rep,
-                n_neighbors=n_neighbors,
-                null_quantile=null_quantile,
-                absent_quantile=absent_quantile,
-                donor_key=None,
-                sample_key="_sample",
-                null=full_null,
-                label_method="knn",
-                random_state=random_state,
-            )
-            scorecard(
-                work,
-                sample_key="_sample",
-                condition_key="_condition",
-                query_conditions=("control",),
                 layer=layer,
-                weights=weights,
-                min_confidence=min_confidence,
-                min_cells=min_cells,
-                n_genes=n_genes,
-                hsc_label=hsc_label,
-                n_bootstrap=n_bootstrap,
-                programme_null=prog_null,
-                null_source=null_ref,
-                random_state=random_state + k,
+                seed=seed + k,
             )
-            row = work.uns["scorecard"]["table"].iloc[0].to_dict()
-            f = row["fidelity_index"]
-            if kind == "positive":
-                name, expected, ok = f"positive: held-out donor {d}", ">= 0.9", f >= 0.9
-            else:
-                name, expected, ok = (
-                    f"negative: {negative_control_type} of {d} absent from the reference",
-                    "<= 0.2",
-                    f <= 0.2,
-                )
-            rows.append(
-                {
-                    "control": name,
-                    "kind": kind,
-                    "held_out": d,
-                    "expected": expected,
-                    "pass": bool(ok),
-                    **{
-                        k2: v
-                        for k2, v in row.items()
-                        if k2 not in ("sample", "condition", "timepoint", "confounded")
-                    },
-                }
-            )
-            logger.info(
-                "control %s: fidelity index %.3f [%.3f, %.3f] (expected %s) -> %s",
-                name,
-                f,
-                row["fidelity_index_ci_low"],
-                row["fidelity_index_ci_high"],
-                expected,
-                "PASS" if ok else "FAIL",
-            )
-    return pd.DataFrame(rows)
+            rows.append(row)
+            effective.append(eff)
+    table = pd.DataFrame(rows)
+    table.attrs["settings"] = s.as_params()
+    table.attrs["effective"] = effective
+    table.attrs["null"] = dict(st.full_null["params"])
+    return table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -30,6 +31,71 @@ def confounded_samples(
         if not set(grp[batch_key].astype(str)) & ref_batches:
             out.append(str(s))
     return out
+
+
+def _deseq_query_vs_invivo(counts: pd.DataFrame, *, max_genes: int, what: str) -> pd.DataFrame | None:
+    """pydeseq2 ``~condition`` of the first pseudobulk (query) against the others (in vivo donors).
+
+    Genes with >= 5 counts in >= 2 pseudobulks, at most ``max_genes`` by mean CPM (independent filter).
+    Returns pydeseq2's results table, or ``None`` when the fit fails (degenerate pseudobulks).
+    """
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    counts = counts.loc[:, (counts >= 5).sum(axis=0) >= 2]
+    if counts.shape[1] > max_genes:
+        mean_cpm = (counts.div(counts.sum(axis=1), axis=0) * 1e6).mean(axis=0)
+        counts = counts.loc[:, mean_cpm.nlargest(max_genes).index]
+    meta = pd.DataFrame({"condition": ["query"] + ["invivo"] * (len(counts) - 1)}, index=counts.index)
+    try:
+        dds = DeseqDataSet(
+            counts=counts,
+            metadata=meta,
+            design="~condition",
+            refit_cooks=False,
+            inference=DefaultInference(n_cpus=1),
+            quiet=True,
+        )
+        dds.deseq2()
+        stats = DeseqStats(
+            dds, contrast=["condition", "query", "invivo"], inference=DefaultInference(n_cpus=1), quiet=True
+        )
+        stats.summary()
+    except (ValueError, np.linalg.LinAlgError) as err:  # pragma: no cover - degenerate pseudobulks
+        logger.warning("DE for %s failed: %s", what, err)
+        return None
+    return stats.results_df.dropna(subset=["log2FoldChange"])
+
+
+def _top_genes(
+    res: pd.DataFrame, top_n: int, meta: dict[str, Any], extra: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The ``top_n`` genes per direction (``missing``: lower in the query; ``extra``: higher)."""
+    rows = []
+    for direction, sign in (("missing", -1), ("extra", 1)):
+        sub = res[np.sign(res["log2FoldChange"]) == sign]
+        sub = sub.sort_values(
+            ["padj", "log2FoldChange"],
+            key=lambda c, sign=sign: c if c.name == "padj" else -sign * c,
+            na_position="last",
+        ).head(top_n)
+        for rank, (gene, r) in enumerate(sub.iterrows(), start=1):
+            rows.append(
+                {
+                    **meta,
+                    "direction": direction,
+                    "rank": rank,
+                    "gene": gene,
+                    "log2_fold_change": r["log2FoldChange"],
+                    "lfc_se": r["lfcSE"],
+                    "pvalue": r["pvalue"],
+                    "padj": r["padj"],
+                    "base_mean": r["baseMean"],
+                    **extra,
+                }
+            )
+    return rows
 
 
 def pseudobulk_de(
@@ -82,10 +148,6 @@ def pseudobulk_de(
     Long table: sample, cell_type, direction, rank, gene, log2_fold_change, lfc_se, pvalue, padj,
     base_mean, n_query_cells, n_invivo_donors, confounded.
     """
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
-
     obs = adata.obs
     ref_mask = obs["is_reference"].to_numpy().astype(bool)
     ref_key = adata.uns["fidelity"]["params"].get("reference_key", "reference_label")
@@ -144,55 +206,14 @@ def pseudobulk_de(
             counts = pd.DataFrame(
                 np.rint(np.vstack(pbs)).astype(np.int64), index=names, columns=adata.var_names.astype(str)
             )
-            counts = counts.loc[:, (counts >= 5).sum(axis=0) >= 2]
-            if counts.shape[1] > max_genes:
-                mean_cpm = (counts.div(counts.sum(axis=1), axis=0) * 1e6).mean(axis=0)
-                counts = counts.loc[:, mean_cpm.nlargest(max_genes).index]
-            meta = pd.DataFrame({"condition": ["query"] + ["invivo"] * (len(pbs) - 1)}, index=names)
-            try:
-                dds = DeseqDataSet(
-                    counts=counts,
-                    metadata=meta,
-                    design="~condition",
-                    refit_cooks=False,
-                    inference=DefaultInference(n_cpus=1),
-                    quiet=True,
-                )
-                dds.deseq2()
-                stats = DeseqStats(
-                    dds,
-                    contrast=["condition", "query", "invivo"],
-                    inference=DefaultInference(n_cpus=1),
-                    quiet=True,
-                )
-                stats.summary()
-            except (ValueError, np.linalg.LinAlgError) as err:  # pragma: no cover - degenerate pseudobulks
-                logger.warning("DE for %s / %s failed: %s", s, t, err)
+            res = _deseq_query_vs_invivo(counts, max_genes=max_genes, what=f"{s} / {t}")
+            if res is None:
                 continue
-            res = stats.results_df.dropna(subset=["log2FoldChange"])
-            for direction, sign in (("missing", -1), ("extra", 1)):
-                sub = res[np.sign(res["log2FoldChange"]) == sign]
-                sub = sub.sort_values(
-                    ["padj", "log2FoldChange"],
-                    key=lambda c, sign=sign: c if c.name == "padj" else -sign * c,
-                    na_position="last",
-                ).head(top_n)
-                for rank, (gene, r) in enumerate(sub.iterrows(), start=1):
-                    rows.append(
-                        {
-                            "sample": s,
-                            "cell_type": t,
-                            "direction": direction,
-                            "rank": rank,
-                            "gene": gene,
-                            "log2_fold_change": r["log2FoldChange"],
-                            "lfc_se": r["lfcSE"],
-                            "pvalue": r["pvalue"],
-                            "padj": r["padj"],
-                            "base_mean": r["baseMean"],
-                            "n_query_cells": len(q_idx),
-                            "n_invivo_donors": len(pbs) - 1,
-                            "confounded": s in confounded,
-                        }
-                    )
+            meta = {"sample": s, "cell_type": t}
+            extra = {
+                "n_query_cells": len(q_idx),
+                "n_invivo_donors": len(pbs) - 1,
+                "confounded": s in confounded,
+            }
+            rows += _top_genes(res, top_n, meta, extra)
     return pd.DataFrame(rows, columns=cols)

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from hscseq._labels import donor_key as _donor_key
 from hscseq._utils import input_error
 from hscseq.fidelity._knn import _folds, _knn, knn_map_core, smooth_latent
 from hscseq.fidelity._novelty import flag_novel, label_uncertainty, novelty_thresholds
 from hscseq.fidelity.ensemble import map_ensemble, smoothing_groups, use_ensemble_labels
-from hscseq.fidelity.settings import NOVEL
+from hscseq.fidelity.hierarchy import load_hierarchy
+from hscseq.fidelity.settings import NOVEL, FidelitySettings, fidelity_settings
+from hscseq.fidelity.spaces import novelty_rep
 from hscseq.fidelity.surgery import _scanvi_latent_and_probs
 
 logger = logging.getLogger(__name__)
+
+NOVEL_RULE = (
+    "distance of the neighbourhood-averaged position to the reference > max(donor-null quantile of the "
+    "closest type, absent_quantile of the held-out-type distances of that type)"
+)
 
 
 def _reference_mask(adata: ad.AnnData, reference_key: str) -> np.ndarray:
@@ -32,133 +41,35 @@ def _reference_mask(adata: ad.AnnData, reference_key: str) -> np.ndarray:
     return lab.notna().to_numpy() & ~empty
 
 
-def map_to_reference(
+@dataclass
+class _Design:
+    """Reference / query split, label codes, held-out folds, stages and smoothing groups of one mapping."""
+
+    ref_mask: np.ndarray
+    ref_idx: np.ndarray
+    query_idx: np.ndarray
+    labels_all: np.ndarray
+    classes: list[str]
+    ref_codes: np.ndarray
+    folds: np.ndarray
+    donor_key: str | None
+    stages: list[str]
+    stage_codes: np.ndarray | None
+    groups: np.ndarray
+
+
+def _design(
     adata: ad.AnnData,
+    reference_key: str,
+    s: FidelitySettings,
     *,
-    reference_key: str = "reference_label",
-    method: str = "knn",
-    use_rep: str = "X_integrated",
-    distance_rep: str | None = None,
-    n_neighbors: int = 15,
-    donor_key: str | None = None,
-    stage_key: str | None = None,
-    null_quantile: float = 0.99,
-    layer: str | None = "counts",
-    batch_key: str = "batch",
-    sample_key: str = "sample",
-    smooth_neighbors: int = 15,
-    max_epochs: int = 50,
-    n_latent: int = 10,
-    null: Mapping[str, Any] | None = None,
-    uncertainty_novel: bool = False,
-    absent_quantile: float = 0.05,
-    label_metric: str = "damped",
-    label_method: str = "ensemble",
-    hierarchy: Mapping[str, str] | None = None,
-    ensemble_options: Mapping[str, Any] | None = None,
-    key_added: str = "fidelity",
-    random_state: int = 0,
-    copy: bool = False,
-) -> ad.AnnData | None:
-    """Map every cell onto the reference cells of ``adata`` with calibrated uncertainty and novelty.
-
-    Parameters
-    ----------
-    adata
-        Cells of the reference (non-empty ``obs[reference_key]``) and of the query (everything else).
-    reference_key
-        obs column with the reference labels (empty/NaN for query cells).
-    method
-        ``"knn"``: kNN label transfer in ``obsm[use_rep]``. ``"scanvi"``: scVI/scANVI trained on the
-        reference counts (``layers[layer]``) with one donor held out, then scArches surgery for the query
-        and the held-out donor; novelty in ``distance_rep`` (default: the scANVI latent).
-    use_rep
-        Shared latent used by ``"knn"``.
-    distance_rep
-        ``obsm`` key of the space where distances to the reference (and so novelty) are measured; default
-        ``use_rep`` (``"knn"``) or the surgery latent (``"scanvi"``). :func:`run_fidelity` passes an
-        uncorrected PCA (:func:`uncorrected_pca`): batch
-        correction aligns a query batch onto the reference and can hide states that exist only in that
-        batch, while the held-out-donor null already carries donor-to-donor batch shifts.
-    n_neighbors
-        Number of reference neighbours.
-    donor_key
-        obs column defining the held-out folds of the null (default: ``donor`` if it has two or more values
-        among reference cells, else ``batch``, else random folds).
-    stage_key
-        Optional obs column of the reference with developmental stages; adds ``closest_stage``.
-    null_quantile
-        Quantile of the held-out null above which a cell is ``novel``.
-    layer
-        Layer with raw counts (``"scanvi"`` only; ``None`` = X).
-    batch_key
-        obs column with the batch of every cell (``"scanvi"`` only).
-    sample_key
-        obs column with samples: distances are smoothed within each query sample.
-    smooth_neighbors
-        Cells averaged for the neighbourhood-level distance (``<= 1``: per-cell distances).
-    max_epochs
-        scVI / scANVI / surgery epochs (``"scanvi"`` only).
-    null
-        Novelty thresholds to use instead of this reference's own (``labels``, ``distance_thresholds``,
-        ``uncertainty_threshold``, as stored in ``uns[key_added]``); :func:`controls` passes the full
-        reference's null when it maps a held-out donor against the remaining ones.
-    n_latent
-        Latent size of the scVI model (``"scanvi"`` only).
-    uncertainty_novel
-        Also call cells novel whose label uncertainty exceeds the held-out null's quantile. Off by default:
-        a cell between two reference types (e.g. an HSC/MPP intermediate) is uncertain without being absent
-        from the reference; uncertain cells are never forced into a label anyway, they are reported with a
-        low ``label_confidence`` and do not count as confidently mapped.
-    absent_quantile
-        Quantile of the held-out-type null that a cell's distance must also exceed to be novel (see
-        :func:`novelty_thresholds`). Lower values call states that share part of their programme with a
-        reference type (e.g. primitive next to definitive erythroid cells) novel more readily.
-    label_metric
-        Space of the label vote over the (neighbourhood-averaged) latent positions ``x``. ``"damped"``
-        (default): Euclidean kNN on ``x / sqrt(|x|)``, which keeps the direction and halves (on a log scale)
-        differences in radial magnitude, so a cell with a weaker or partial programme (engineered HSC-like
-        cells with part of the HSC programme missing) keeps its type instead of drifting to a neighbouring
-        type; ``"cosine"``: direction only (loses central types such as MPP to their neighbours);
-        ``"euclidean"``: plain kNN. Distances (novelty) are always Euclidean.
-    label_method
-        ``"ensemble"`` (default): labels and calibrated probabilities from the mapping ensemble
-        (:func:`hscseq.fidelity.ensemble.map_ensemble`: class-balanced kNN in ``use_rep`` and in
-        ``distance_rep``, logistic regression on log-normalised HVGs, local classifiers among sibling types,
-        log-linear pooling calibrated on held-out reference cells); ``obs["mapped_label"]`` holds the label at
-        the level the mapping is sure of (``"<parent> (uncertain)"``). ``"knn"``: the kNN vote above.
-        Novelty is the same for both.
-    hierarchy
-        Label hierarchy child -> parent (:mod:`hscseq.fidelity.hierarchy`); default: built from the
-        reference (``"ensemble"`` only).
-    ensemble_options
-        Keyword options of :func:`hscseq.fidelity.ensemble.map_ensemble` (``min_probability``,
-        ``min_parent_probability``, ``max_distance``, ``c``, ``n_sibling_genes``).
-    key_added
-        ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
-    random_state
-        Seed of folds and models.
-    copy
-        Return a modified copy instead of writing in place.
-
-    Returns
-    -------
-    ``None``, or the modified copy when ``copy=True``. Sets ``obs["predicted_label"]`` (``"novel"`` for
-    novel cells), ``obs["closest_label"]``, ``obs["label_confidence"]``, ``obs["label_uncertainty"]``,
-    ``obs["reference_distance"]``, ``obs["novel"]``, ``obs["is_reference"]`` (and ``obs["closest_stage"]``).
-    Reference cells get their held-out (cross-validated) prediction.
-    """
-    if method not in ("knn", "scanvi"):
-        raise input_error(f"unknown mapping method {method!r}.", fix="use 'knn' or 'scanvi'.")
-    if label_method not in ("ensemble", "knn"):
-        raise input_error(f"unknown label method {label_method!r}.", fix="use 'ensemble' or 'knn'.")
-    if label_metric not in ("damped", "cosine", "euclidean"):
-        raise input_error(
-            f"unknown label metric {label_metric!r}.", fix="use 'damped', 'cosine' or 'euclidean'."
-        )
-    adata = adata.copy() if copy else adata
+    donor_key: str | None,
+    stage_key: str | None,
+    sample_key: str,
+    seed: int,
+) -> _Design:
     ref_mask = _reference_mask(adata, reference_key)
-    if ref_mask.sum() < 2 * n_neighbors:
+    if ref_mask.sum() < 2 * s.n_neighbors:
         raise input_error(
             f"only {int(ref_mask.sum())} labelled reference cells in obs[{reference_key!r}].",
             fix="give a reference with more labelled in vivo cells.",
@@ -166,19 +77,11 @@ def map_to_reference(
     labels_all = adata.obs[reference_key].astype(str).to_numpy()
     classes = sorted(pd.unique(labels_all[ref_mask]))
     code_of = {c: i for i, c in enumerate(classes)}
-    ref_idx = np.flatnonzero(ref_mask)
-    query_idx = np.flatnonzero(~ref_mask)
+    ref_idx, query_idx = np.flatnonzero(ref_mask), np.flatnonzero(~ref_mask)
     ref_codes = np.array([code_of[x] for x in labels_all[ref_mask]])
-    if donor_key is None:
-        for cand in ("donor", batch_key):
-            if (
-                cand in adata.obs
-                and adata.obs.loc[ref_mask, cand].astype(str).replace("", np.nan).nunique() >= 2
-            ):
-                donor_key = cand
-                break
+    donor_key = donor_key or _donor_key(adata.obs, ref_mask)
     groups = adata.obs[donor_key].astype(str).to_numpy()[ref_mask] if donor_key else np.full(len(ref_idx), "")
-    folds = _folds(groups, seed=random_state)
+    folds = _folds(groups, seed=seed)
     stages: list[str] = []
     stage_codes = None
     if stage_key:
@@ -188,8 +91,7 @@ def map_to_reference(
             )
         st = adata.obs[stage_key].astype(str).to_numpy()[ref_mask]
         stages = sorted(pd.unique(st))
-        stage_codes = np.array([stages.index(s) for s in st])
-
+        stage_codes = np.array([stages.index(x) for x in st])
     samples = (
         adata.obs[sample_key].astype(str).to_numpy()
         if sample_key in adata.obs
@@ -197,219 +99,415 @@ def map_to_reference(
     )
     # neighbourhood-level positions: each query cell averaged within its sample, each reference cell within
     # its held-out fold (so the null is denoised exactly like the query)
-    groups_all = np.empty(adata.n_obs, dtype=object)
+    smooth_groups = np.empty(adata.n_obs, dtype=object)
     # query cells are averaged within groups of about a fold's size: neighbours among a whole (larger) sample
     # are denser than among one reference fold, which shrank query positions less than the null's and made
     # known cells look far (paul15 halves: 18% of known query cells novel; 2% with fold-sized groups)
     sizes = np.bincount(folds)
-    groups_all[query_idx] = [
-        "q:" + x
-        for x in smoothing_groups(
-            samples[query_idx], np.zeros(len(query_idx), bool), sizes[sizes > 0].mean(), seed=random_state
-        )
-    ]
-    groups_all[ref_idx] = ["r:" + str(f) for f in folds]
+    fold_size = sizes[sizes > 0].mean()
+    query_groups = smoothing_groups(samples[query_idx], np.zeros(len(query_idx), bool), fold_size, seed=seed)
+    smooth_groups[query_idx] = ["q:" + x for x in query_groups]
+    smooth_groups[ref_idx] = ["r:" + str(f) for f in folds]
+    return _Design(
+        ref_mask, ref_idx, query_idx, labels_all, classes, ref_codes, folds, donor_key, stages, stage_codes,
+        smooth_groups,
+    )  # fmt: skip
 
-    def denoised(lat: np.ndarray) -> np.ndarray:
-        return smooth_latent(lat, groups_all, n_neighbors=smooth_neighbors) if smooth_neighbors > 1 else lat
 
-    def for_labels(lat: np.ndarray) -> np.ndarray:
-        if label_metric == "euclidean":
-            return lat
-        norm = np.clip(np.linalg.norm(lat, axis=1, keepdims=True), 1e-12, None)
-        return lat / (norm if label_metric == "cosine" else np.sqrt(norm))
+def _denoised(lat: np.ndarray, d: _Design, s: FidelitySettings) -> np.ndarray:
+    lat = np.asarray(lat, dtype=float)
+    return smooth_latent(lat, d.groups, n_neighbors=s.smooth_neighbors) if s.smooth_neighbors > 1 else lat
 
-    if distance_rep is not None and distance_rep not in adata.obsm:
+
+def _label_space(lat: np.ndarray, metric: str) -> np.ndarray:
+    """Positions for the label vote: plain, direction only (cosine) or damped ``x / sqrt(|x|)``."""
+    if metric == "euclidean":
+        return lat
+    norm = np.clip(np.linalg.norm(lat, axis=1, keepdims=True), 1e-12, None)
+    return lat / (norm if metric == "cosine" else np.sqrt(norm))
+
+
+def _map_knn(
+    adata: ad.AnnData, d: _Design, s: FidelitySettings, *, use_rep: str, distance_rep: str | None, full: bool
+) -> dict[str, np.ndarray]:
+    if use_rep not in adata.obsm:
         raise input_error(
-            f"obsm has no {distance_rep!r} to measure distances in.",
-            fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
+            f"obsm has no shared latent {use_rep!r}.",
+            fix="run the integrate stage first, or use method 'scanvi'.",
         )
-    if method == "knn":
-        if use_rep not in adata.obsm:
-            raise input_error(
-                f"obsm has no shared latent {use_rep!r}.",
-                fix="run the integrate stage first, or use method 'scanvi'.",
-            )
-        latent = np.asarray(adata.obsm[use_rep], dtype=float)
-        smoothed = denoised(latent)
-        distance_latent = (
-            denoised(np.asarray(adata.obsm[distance_rep], dtype=float)) if distance_rep else smoothed
-        )
-        label_spaces = {"integrated": for_labels(smoothed)}
-        if distance_rep:
-            label_spaces["uncorrected"] = for_labels(distance_latent)
-        res = knn_map_core(
-            for_labels(smoothed),
-            ref_idx,
-            ref_codes,
-            folds,
-            query_idx,
-            len(classes),
-            n_neighbors=n_neighbors,
-            ref_stage_codes=stage_codes,
-            n_stages=len(stages),
-            query_full_reference=null is not None,
-            distance_latent=distance_latent,
-        )
-    else:
-        holdout = np.zeros(adata.n_obs, dtype=bool)
-        held_fold = folds == np.max(folds) if len(np.unique(folds)) >= 2 else np.zeros(len(ref_idx), bool)
-        holdout[ref_idx[held_fold]] = True
-        batch = (
-            adata.obs[batch_key].astype(str).to_numpy()
-            if batch_key in adata.obs
-            else np.full(adata.n_obs, "b")
-        )
-        latent, probs_all, order = _scanvi_latent_and_probs(
-            adata,
-            ref_mask,
-            labels_all,
-            holdout,
-            batch,
-            layer=layer,
-            max_epochs=max_epochs,
-            n_latent=n_latent,
-            seed=random_state,
-        )
-        probs_all = pd.DataFrame(probs_all, columns=order).reindex(columns=classes, fill_value=0.0).to_numpy()
-        dist_lat = denoised(np.asarray(adata.obsm[distance_rep], dtype=float) if distance_rep else latent)
-        label_spaces = {"integrated": for_labels(denoised(latent))}
-        if distance_rep:
-            label_spaces["uncorrected"] = for_labels(dist_lat)
-        # null: held-out donor cells (mapped by surgery, like the query) against the training reference
-        two_folds = np.where(held_fold, 1, 0)
-        res = knn_map_core(
-            for_labels(denoised(latent)),
-            ref_idx,
-            ref_codes,
-            two_folds,
-            query_idx,
-            len(classes),
-            n_neighbors=n_neighbors,
-            ref_stage_codes=stage_codes,
-            n_stages=len(stages),
-            query_full_reference=True,
-            distance_latent=dist_lat,
-        )
-        train_from = ref_idx[~held_fold]
-        dq, _ = _knn(dist_lat[train_from], dist_lat[query_idx], n_neighbors)
-        res["query_distance"] = dq.mean(axis=1)
-        # labels: kNN vote in the surgery latent (calibrated on the held-out donor like the knn path); the
-        # scANVI classifier's own probabilities are kept for inspection (few epochs leave it uncalibrated)
-        adata.obsm[f"{key_added}_scanvi_probabilities"] = probs_all
-        adata.obsm[f"X_{key_added}_scanvi"] = latent
-        res["null_select"] = held_fold if held_fold.any() else np.ones(len(ref_idx), bool)
-
-    null_sel = res.get("null_select", np.ones(len(ref_idx), bool))
-    ref_pred = res["ref_probs"].argmax(axis=1)
-    ref_unc = label_uncertainty(res["ref_probs"])
-    absent = res["ref_absent_distance"]
-    ok_absent = null_sel & np.isfinite(absent)
-    thr, unc_thr = novelty_thresholds(
-        res["ref_distance"][null_sel],
-        ref_pred[null_sel],
-        ref_unc[null_sel],
-        len(classes),
-        quantile=null_quantile,
-        absent_distance=absent[ok_absent],
-        absent_codes=ref_codes[ok_absent],
-        absent_quantile=absent_quantile,
+    smoothed = _denoised(adata.obsm[use_rep], d, s)
+    distance_latent = _denoised(adata.obsm[distance_rep], d, s) if distance_rep else smoothed
+    res = knn_map_core(
+        _label_space(smoothed, s.label_metric),
+        d.ref_idx,
+        d.ref_codes,
+        d.folds,
+        d.query_idx,
+        len(d.classes),
+        n_neighbors=s.n_neighbors,
+        ref_stage_codes=d.stage_codes,
+        n_stages=len(d.stages),
+        query_full_reference=full,
+        distance_latent=distance_latent,
     )
+    res["label_spaces"] = _label_spaces(smoothed, distance_latent, s.label_metric)
+    return res
+
+
+def _map_scanvi(
+    adata: ad.AnnData,
+    d: _Design,
+    s: FidelitySettings,
+    *,
+    distance_rep: str | None,
+    layer: str | None,
+    batch_key: str,
+    key_added: str,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    holdout = np.zeros(adata.n_obs, dtype=bool)
+    held_fold = d.folds == np.max(d.folds) if len(np.unique(d.folds)) >= 2 else np.zeros(len(d.ref_idx), bool)
+    holdout[d.ref_idx[held_fold]] = True
+    batch = (
+        adata.obs[batch_key].astype(str).to_numpy() if batch_key in adata.obs else np.full(adata.n_obs, "b")
+    )
+    latent, probs_all, order = _scanvi_latent_and_probs(
+        adata,
+        d.ref_mask,
+        d.labels_all,
+        holdout,
+        batch,
+        layer=layer,
+        max_epochs=s.max_epochs,
+        n_latent=s.n_latent,
+        seed=seed,
+    )
+    probs_all = pd.DataFrame(probs_all, columns=order).reindex(columns=d.classes, fill_value=0.0).to_numpy()
+    dist_lat = _denoised(adata.obsm[distance_rep] if distance_rep else latent, d, s)
+    # null: held-out donor cells (mapped by surgery, like the query) against the training reference
+    smoothed = _denoised(latent, d, s)
+    res = knn_map_core(
+        _label_space(smoothed, s.label_metric),
+        d.ref_idx,
+        d.ref_codes,
+        np.where(held_fold, 1, 0),
+        d.query_idx,
+        len(d.classes),
+        n_neighbors=s.n_neighbors,
+        ref_stage_codes=d.stage_codes,
+        n_stages=len(d.stages),
+        query_full_reference=True,
+        distance_latent=dist_lat,
+    )
+    if len(d.query_idx):  # (a reference without query cells: the controls' full-reference null)
+        dq, _ = _knn(dist_lat[d.ref_idx[~held_fold]], dist_lat[d.query_idx], s.n_neighbors)
+        res["query_distance"] = dq.mean(axis=1)
+    # labels: kNN vote in the surgery latent (calibrated on the held-out donor like the knn path); the
+    # scANVI classifier's own probabilities are kept for inspection (few epochs leave it uncalibrated)
+    adata.obsm[f"{key_added}_scanvi_probabilities"] = probs_all
+    adata.obsm[f"X_{key_added}_scanvi"] = latent
+    res["null_select"] = held_fold if held_fold.any() else np.ones(len(d.ref_idx), bool)
+    res["label_spaces"] = _label_spaces(smoothed, dist_lat, s.label_metric)
+    return res
+
+
+def _label_spaces(integrated: np.ndarray, uncorrected: np.ndarray, metric: str) -> dict[str, np.ndarray]:
+    """The ensemble's kNN members vote on the same neighbourhood-averaged positions as the kNN labels."""
+    return {"integrated": _label_space(integrated, metric), "uncorrected": _label_space(uncorrected, metric)}
+
+
+def _ensemble_labels(
+    adata: ad.AnnData,
+    d: _Design,
+    s: FidelitySettings,
+    spaces: Mapping[str, np.ndarray],
+    *,
+    reference_key: str,
+    hierarchy: Mapping[str, str] | None,
+    key_added: str,
+    seed: int,
+) -> None:
+    """Replace the kNN labels by the calibrated ensemble's (novelty stays the distance rule's)."""
+    if hierarchy is None and s.hierarchy:
+        try:
+            hierarchy = load_hierarchy(s.hierarchy)
+        except ValueError as err:
+            raise input_error(str(err), path=s.hierarchy, fix="fix config fidelity.hierarchy.") from err
+    adata.obsm["_label_integrated"] = spaces["integrated"]
+    adata.obsm["_label_uncorrected"] = spaces["uncorrected"]
+    try:
+        map_ensemble(
+            adata,
+            reference_key=reference_key,
+            folds=d.folds,
+            use_rep="_label_integrated",
+            uncorrected_rep="_label_uncorrected",
+            hierarchy=hierarchy,
+            novel=adata.obs["novel"].to_numpy(dtype=bool),
+            random_state=seed,
+            min_probability=s.min_label_probability,
+            min_parent_probability=s.min_parent_probability,
+            max_distance=s.hierarchy_max_distance,
+            n_sibling_genes=s.sibling_genes,
+            c=s.logreg_c,
+        )
+        use_ensemble_labels(adata, key_added=key_added)
+    finally:
+        for k in ("_label_integrated", "_label_uncorrected"):
+            adata.obsm.pop(k, None)
+
+
+def _thresholds(
+    res: dict[str, np.ndarray], d: _Design, s: FidelitySettings, null: Mapping[str, Any] | None
+) -> tuple[np.ndarray, float]:
+    """Per-type distance thresholds and the uncertainty threshold (this reference's or ``null``'s)."""
     if null is not None:  # thresholds of a larger reference (controls reuse the full reference's null)
         given = dict(zip(null["labels"], np.asarray(null["distance_thresholds"], dtype=float), strict=True))
-        thr = np.array([given.get(c, max(given.values())) for c in classes])
-        unc_thr = float(null["uncertainty_threshold"])
+        return np.array([given.get(c, max(given.values())) for c in d.classes]), float(
+            null["uncertainty_threshold"]
+        )
+    null_sel = res["null_select"]
+    absent = res["ref_absent_distance"]
+    ok_absent = null_sel & np.isfinite(absent)
+    return novelty_thresholds(
+        res["ref_distance"][null_sel],
+        res["ref_probs"].argmax(axis=1)[null_sel],
+        label_uncertainty(res["ref_probs"])[null_sel],
+        len(d.classes),
+        quantile=s.null_quantile,
+        absent_distance=absent[ok_absent],
+        absent_codes=d.ref_codes[ok_absent],
+        absent_quantile=s.absent_quantile,
+    )
+
+
+def _write_mapping(
+    adata: ad.AnnData,
+    d: _Design,
+    res: dict[str, np.ndarray],
+    thr: np.ndarray,
+    unc_thr: float,
+    *,
+    s,
+    key_added,
+) -> dict[str, Any]:
+    """obs columns and obsm probabilities of every cell; returns the held-out summary for ``uns``."""
+    classes, ref_idx, query_idx = d.classes, d.ref_idx, d.query_idx
     probs = np.zeros((adata.n_obs, len(classes)))
-    probs[ref_idx] = res["ref_probs"]
-    probs[query_idx] = res["query_probs"]
+    probs[ref_idx], probs[query_idx] = res["ref_probs"], res["query_probs"]
     dist = np.zeros(adata.n_obs)
-    dist[ref_idx] = res["ref_distance"]
-    dist[query_idx] = res["query_distance"]
+    dist[ref_idx], dist[query_idx] = res["ref_distance"], res["query_distance"]
     pred = probs.argmax(axis=1)
     unc = label_uncertainty(probs)
-    novel = flag_novel(dist, pred, unc if uncertainty_novel else np.zeros_like(unc), thr, unc_thr)
+    novel = flag_novel(dist, pred, unc if s.uncertainty_novel else np.zeros_like(unc), thr, unc_thr)
     closest = np.array(classes, dtype=object)[pred]
-    predicted = np.where(novel, NOVEL, closest)
     obs = adata.obs
-    obs["predicted_label"] = pd.Categorical(predicted, categories=[*classes, NOVEL])
+    obs["predicted_label"] = pd.Categorical(np.where(novel, NOVEL, closest), categories=[*classes, NOVEL])
     obs["closest_label"] = pd.Categorical(closest, categories=classes)
     obs["label_confidence"] = probs.max(axis=1)
     obs["label_uncertainty"] = unc
     obs["reference_distance"] = dist
     obs["novel"] = novel
-    obs["is_reference"] = ref_mask
+    obs["is_reference"] = d.ref_mask
     adata.obsm[f"{key_added}_probabilities"] = probs
-    if stages:
-        sprobs = np.zeros((adata.n_obs, len(stages)))
-        sprobs[ref_idx] = res["ref_stage_probs"]
-        sprobs[query_idx] = res["query_stage_probs"]
+    if d.stages:
+        sprobs = np.zeros((adata.n_obs, len(d.stages)))
+        sprobs[ref_idx], sprobs[query_idx] = res["ref_stage_probs"], res["query_stage_probs"]
         obs["closest_stage"] = pd.Categorical(
-            np.array(stages, dtype=object)[sprobs.argmax(axis=1)], categories=stages
+            np.array(d.stages, dtype=object)[sprobs.argmax(axis=1)], categories=d.stages
         )
         adata.obsm[f"{key_added}_stage_probabilities"] = sprobs
     # held-out confusion matrix (true x predicted incl. novel) for composition correction and calibration
     ref_pred_lab = np.where(novel[ref_idx], len(classes), pred[ref_idx])
     confusion = np.zeros((len(classes), len(classes) + 1))
-    np.add.at(confusion, (ref_codes, ref_pred_lab), 1.0)
+    np.add.at(confusion, (d.ref_codes, ref_pred_lab), 1.0)
     confusion /= np.clip(confusion.sum(axis=1, keepdims=True), 1, None)
-    accuracy = float(np.mean(pred[ref_idx][null_sel] == ref_codes[null_sel]))
-    fpr = float(np.mean(novel[ref_idx][null_sel]))
-    adata.uns[key_added] = {
+    null_sel = res["null_select"]
+    return {
+        "confusion": confusion,
+        "heldout_accuracy": float(np.mean(pred[ref_idx][null_sel] == d.ref_codes[null_sel])),
+        "heldout_novel_rate": float(np.mean(novel[ref_idx][null_sel])),
+        "n_query_novel": int(novel[query_idx].sum()),
+    }
+
+
+def _uns_record(
+    d: _Design,
+    s: FidelitySettings,
+    summary: dict[str, Any],
+    thr: np.ndarray,
+    unc_thr: float,
+    *,
+    method: str,
+    reference_key: str,
+    use_rep: str,
+    distance_rep: str | None,
+    stage_key: str | None,
+    seed: int,
+    null_given: bool,
+) -> dict[str, Any]:
+    """``uns[key_added]`` of a mapping (parameters, effective settings, null, held-out summary); logs it."""
+    n_query_novel = summary.pop("n_query_novel")
+    logger.info(
+        "mapped %d query cells onto %d reference cells (%d types, %s): %d novel (%.1f%%); "
+        "held-out reference accuracy %.3f, novel rate %.3f",
+        len(d.query_idx),
+        len(d.ref_idx),
+        len(d.classes),
+        method,
+        n_query_novel,
+        100 * n_query_novel / max(len(d.query_idx), 1),
+        summary["heldout_accuracy"],
+        summary["heldout_novel_rate"],
+    )
+    return {
         "params": {
             "reference_key": reference_key,
             "method": method,
             "use_rep": use_rep,
             "distance_rep": distance_rep,
-            "n_neighbors": n_neighbors,
-            "donor_key": donor_key or "",
+            "n_neighbors": s.n_neighbors,
+            "donor_key": d.donor_key or "",
             "stage_key": stage_key or "",
-            "null_quantile": null_quantile,
-            "smooth_neighbors": smooth_neighbors,
-            "uncertainty_novel": uncertainty_novel,
-            "absent_quantile": absent_quantile,
-            "label_metric": label_metric,
-            "label_method": label_method,
-            "novel_rule": "distance of the neighbourhood-averaged position to the reference > max(donor-null "
-            "quantile of the closest type, absent_quantile of the held-out-type distances of that type)",
-            "random_state": random_state,
+            "null_quantile": s.null_quantile,
+            "smooth_neighbors": s.smooth_neighbors,
+            "uncertainty_novel": s.uncertainty_novel,
+            "absent_quantile": s.absent_quantile,
+            "label_metric": s.label_metric,
+            "label_method": s.label_method,
+            "novel_rule": NOVEL_RULE,
+            "random_state": seed,
+            "null_given": null_given,
+            "settings": s.as_params(),
         },
-        "labels": list(classes),
-        "stages": list(stages),
+        "labels": list(d.classes),
+        "stages": list(d.stages),
         "distance_thresholds": thr,
         "uncertainty_threshold": unc_thr,
-        "confusion": confusion,
-        "heldout_accuracy": accuracy,
-        "heldout_novel_rate": fpr,
+        **summary,
     }
-    logger.info(
-        "mapped %d query cells onto %d reference cells (%d types, %s): %d novel (%.1f%%); "
-        "held-out reference accuracy %.3f, novel rate %.3f",
-        len(query_idx),
-        len(ref_idx),
-        len(classes),
-        method,
-        int(novel[query_idx].sum()),
-        100 * novel[query_idx].mean() if len(query_idx) else 0.0,
-        accuracy,
-        fpr,
+
+
+def map_to_reference(
+    adata: ad.AnnData,
+    *,
+    settings: FidelitySettings | Mapping[str, Any] | None = None,
+    reference_key: str = "reference_label",
+    use_rep: str = "X_integrated",
+    distance_rep: str | None = None,
+    donor_key: str | None = None,
+    stage_key: str | None = None,
+    layer: str | None = "counts",
+    batch_key: str = "batch",
+    sample_key: str = "sample",
+    null: Mapping[str, Any] | None = None,
+    hierarchy: Mapping[str, str] | None = None,
+    key_added: str = "fidelity",
+    random_state: int | None = None,
+    copy: bool = False,
+    **overrides: Any,
+) -> ad.AnnData | None:
+    """Map every cell onto the reference cells of ``adata`` with calibrated uncertainty and novelty.
+
+    Labels are voted among the ``n_neighbors`` nearest reference cells on neighbourhood-averaged positions
+    (``label_metric``); a cell is ``novel`` when its distance to the reference exceeds both nulls of its
+    closest type (:func:`novelty_thresholds`). Reference cells get their held-out (cross-validated)
+    prediction. Every option of the stage (method, spaces, neighbours, quantiles, epochs) comes from the one
+    :class:`~hscseq.fidelity.FidelitySettings` object (the config section ``fidelity``).
+
+    Parameters
+    ----------
+    adata
+        Cells of the reference (non-empty ``obs[reference_key]``) and of the query (everything else).
+    settings
+        The stage's settings (object or config section; default: the schema defaults). Used here:
+        ``method`` (``auto`` = ``knn``; ``scanvi``: scVI/scANVI trained on the reference counts with one donor
+        held out, then scArches surgery), ``novelty_space``, ``n_neighbors``, ``null_quantile``,
+        ``absent_quantile``, ``smooth_neighbors``, ``label_metric``, ``uncertainty_novel``, ``max_epochs``,
+        ``n_latent``, ``seed``.
+    reference_key
+        obs column with the reference labels (empty/NaN for query cells).
+    use_rep
+        Shared latent used by ``"knn"``.
+    distance_rep
+        ``obsm`` key of the space where distances to the reference (and so novelty) are measured. Default:
+        from ``settings.novelty_space`` (:func:`~hscseq.fidelity.spaces.novelty_rep`): ``uncorrected`` =
+        :func:`uncorrected_pca` (computed when missing; batch correction can align a query-only state onto
+        the reference, while the held-out-donor null already carries donor shifts), ``integrated`` = the
+        label latent (``use_rep`` or the surgery latent).
+    donor_key
+        obs column defining the held-out folds of the null (default: :func:`hscseq._labels.donor_key`;
+        random folds when no column has two donors).
+    stage_key
+        Optional obs column of the reference with developmental stages; adds ``closest_stage``.
+    layer
+        Layer with raw counts (``"scanvi"`` only; ``None`` = X).
+    batch_key
+        obs column with the batch of every cell (``"scanvi"`` only).
+    sample_key
+        obs column with samples: distances are smoothed within each query sample.
+    null
+        Novelty thresholds to use instead of this reference's own (``labels``, ``distance_thresholds``,
+        ``uncertainty_threshold``, as stored in ``uns[key_added]``); :func:`controls` passes the full
+        reference's null when it maps a held-out donor against the remaining ones.
+    hierarchy
+        Label hierarchy child -> parent (:mod:`hscseq.fidelity.hierarchy`) for ``label_method: ensemble``;
+        default: the TSV of ``settings.hierarchy``, else built from the reference.
+    key_added
+        ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
+    random_state
+        Seed of folds and models (default ``settings.seed``).
+    copy
+        Return a modified copy instead of writing in place.
+    overrides
+        Settings fields to change for this call (e.g. ``method="scanvi", max_epochs=5``), validated against
+        the config schema.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``. Sets ``obs["predicted_label"]`` (``"novel"`` for
+    novel cells), ``obs["closest_label"]``, ``obs["label_confidence"]``, ``obs["label_uncertainty"]``,
+    ``obs["reference_distance"]``, ``obs["novel"]``, ``obs["is_reference"]`` (and ``obs["closest_stage"]``);
+    ``uns[key_added]``: ``params`` (with the effective ``settings``), ``labels``, ``stages``, the thresholds,
+    the held-out ``confusion``, ``heldout_accuracy`` and ``heldout_novel_rate``.
+    """
+    s = fidelity_settings(settings, **overrides)
+    method = s.mapping_method()
+    seed = s.seed if random_state is None else random_state
+    adata = adata.copy() if copy else adata
+    d = _design(
+        adata, reference_key, s, donor_key=donor_key, stage_key=stage_key, sample_key=sample_key, seed=seed
     )
-    if label_method == "ensemble":
-        # kNN members vote on the same neighbourhood-averaged, damped positions as the kNN labels above
-        adata.obsm["_label_integrated"] = label_spaces["integrated"]
-        if "uncorrected" in label_spaces:
-            adata.obsm["_label_uncorrected"] = label_spaces["uncorrected"]
-        map_ensemble(
-            adata,
-            reference_key=reference_key,
-            folds=folds,
-            use_rep="_label_integrated",
-            uncorrected_rep="_label_uncorrected" if "uncorrected" in label_spaces else None,
-            hierarchy=hierarchy,
-            novel=novel,
-            random_state=random_state,
-            **dict(ensemble_options or {}),
+    if distance_rep is None:
+        distance_rep = novelty_rep(adata, s, random_state=seed)
+    elif distance_rep not in adata.obsm:
+        raise input_error(
+            f"obsm has no {distance_rep!r} to measure distances in.",
+            fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
         )
-        use_ensemble_labels(adata, key_added=key_added)
-        for k in ("_label_integrated", "_label_uncorrected"):
-            adata.obsm.pop(k, None)
+    if method == "knn":
+        res = _map_knn(adata, d, s, use_rep=use_rep, distance_rep=distance_rep, full=null is not None)
+    else:
+        res = _map_scanvi(
+            adata,
+            d,
+            s,
+            distance_rep=distance_rep,
+            layer=layer,
+            batch_key=batch_key,
+            key_added=key_added,
+            seed=seed,
+        )
+    res.setdefault("null_select", np.ones(len(d.ref_idx), bool))
+    thr, unc_thr = _thresholds(res, d, s, null)
+    summary = _write_mapping(adata, d, res, thr, unc_thr, s=s, key_added=key_added)
+    adata.uns[key_added] = _uns_record(
+        d, s, summary, thr, unc_thr, method=method, reference_key=reference_key, use_rep=use_rep,
+        distance_rep=distance_rep, stage_key=stage_key, seed=seed, null_given=null is not None,
+    )  # fmt: skip
+    if s.label_method == "ensemble":
+        _ensemble_labels(
+            adata, d, s, res["label_spaces"], reference_key=reference_key, hierarchy=hierarchy,
+            key_added=key_added, seed=seed,
+        )  # fmt: skip
     return adata if copy else None

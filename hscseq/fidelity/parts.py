@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from hscseq._labels import donor_key
+from hscseq._labels import hsc_label as shared_hsc_label
 from hscseq.fidelity._stats import (
     bootstrap_weights,
     jensen_shannon,
@@ -133,6 +134,44 @@ class _Reference:
         return val
 
 
+def _similarity_per_type(
+    x: sp.csr_matrix, w_all: np.ndarray, conf_code: np.ndarray, ref: _Reference, *, exclude_donor: str | None
+) -> np.ndarray:
+    """``S_t`` per matched type (replicates x types; NaN where a type has too few cells or no donor)."""
+    sim_t = np.full((w_all.shape[0], len(ref.classes)), np.nan)
+    for j, c in enumerate(ref.classes):
+        idx = np.flatnonzero(conf_code == j)
+        donors = [d for d in ref.donors_of(c) if d != exclude_donor]
+        if len(idx) < ref.min_cells or not donors:
+            continue
+        pbs = w_all[:, idx] @ x[idx]  # (B+1) x genes
+        lq = log_cpm(np.asarray(pbs))
+        r_q = np.mean([row_corr(lq, log_cpm(ref.pb[(c, d)])[None, :]) for d in donors], axis=0)
+        r_null = ref.donor_null(c, len(idx))
+        if np.isfinite(r_null):
+            sim_t[:, j] = similarity_ratio(r_q, r_null)
+    return sim_t
+
+
+def _programme_completeness(x: sp.csr_matrix, w_all: np.ndarray, conf_code: np.ndarray, ref) -> np.ndarray:
+    """HSC programme completeness per replicate (reference-derived; NaN without an HSC type)."""
+    programme = np.full(w_all.shape[0], np.nan)
+    if ref.hsc_label not in ref.classes or not len(ref.hsc_genes):
+        return programme
+    idx = np.flatnonzero(conf_code == ref.classes.index(ref.hsc_label))
+    if len(idx) == 0:
+        return np.zeros(w_all.shape[0])
+    xs = x[idx]
+    tot_counts = np.asarray(xs.sum(axis=1)).ravel()
+    gene_counts = np.asarray(xs[:, ref.hsc_genes].todense())
+    pb = w_all[:, idx] @ gene_counts
+    lib = w_all[:, idx] @ tot_counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cpm = pb / np.where(lib > 0, lib, 1)[:, None] * 1e6
+    ratio = np.minimum(1.0, (cpm + 1) / (ref.hsc_cpm[None, :] + 1))
+    return np.where(lib > 0, np.minimum(1.0, ratio.mean(axis=1) / ref.hsc_null), 0.0)
+
+
 def _score_population(
     x: sp.csr_matrix,
     labels: np.ndarray,
@@ -173,43 +212,13 @@ def _score_population(
     eps = 0.5 / max(n, 1)
     log2fc = np.log2((frac + eps) / (ref_comp[None, :] + eps))
 
-    # similarity per matched type
-    sim_t = np.full((n_bootstrap + 1, len(classes)), np.nan)
-    for j, c in enumerate(classes):
-        idx = np.flatnonzero(conf_code == j)
-        donors = [d for d in ref.donors_of(c) if d != exclude_donor]
-        if len(idx) < ref.min_cells or not donors:
-            continue
-        pbs = w_all[:, idx] @ x[idx]  # (B+1) x genes
-        lq = log_cpm(np.asarray(pbs))
-        r_q = np.mean([row_corr(lq, log_cpm(ref.pb[(c, d)])[None, :]) for d in donors], axis=0)
-        r_null = ref.donor_null(c, len(idx))
-        if np.isfinite(r_null):
-            sim_t[:, j] = similarity_ratio(r_q, r_null)
+    sim_t = _similarity_per_type(x, w_all, conf_code, ref, exclude_donor=exclude_donor)
     counts_for_weight = np.where(np.isfinite(sim_t), type_counts, 0.0)
     tot = counts_for_weight.sum(axis=1)
     similarity = np.where(
         tot > 0, np.nansum(np.nan_to_num(sim_t) * counts_for_weight, axis=1) / np.where(tot > 0, tot, 1), 0.0
     )
-
-    # HSC programme completeness (reference-derived fallback)
-    programme = np.full(n_bootstrap + 1, np.nan)
-    if ref.hsc_label in classes and len(ref.hsc_genes):
-        j = classes.index(ref.hsc_label)
-        idx = np.flatnonzero(conf_code == j)
-        if len(idx) == 0:
-            programme[:] = 0.0
-        else:
-            xs = x[idx]
-            tot_counts = np.asarray(xs.sum(axis=1)).ravel()
-            gene_counts = np.asarray(xs[:, ref.hsc_genes].todense())
-            pb = w_all[:, idx] @ gene_counts
-            lib = w_all[:, idx] @ tot_counts
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cpm = pb / np.where(lib > 0, lib, 1)[:, None] * 1e6
-            ratio = np.minimum(1.0, (cpm + 1) / (ref.hsc_cpm[None, :] + 1))
-            programme = np.where(lib > 0, np.minimum(1.0, ratio.mean(axis=1) / ref.hsc_null), 0.0)
-
+    programme = _programme_completeness(x, w_all, conf_code, ref)
     parts = {
         "identity": identity,
         "identity_raw": identity_raw,
@@ -285,19 +294,14 @@ def _finish_index(summary: dict[str, Any], weights: Mapping[str, float]) -> None
 
 
 def _hsc_label(classes: Sequence[str], hsc_label: str | None) -> str | None:
-    if hsc_label:
-        return hsc_label if hsc_label in classes else None
-    cands = [c for c in classes if re.search(r"hsc", c, flags=re.IGNORECASE)]
-    return sorted(cands, key=len)[0] if cands else None
+    """The reference's HSC type (the one rule of :func:`hscseq._labels.hsc_label`)."""
+    return shared_hsc_label(classes, hsc_label)
 
 
 def _donor_column(adata: ad.AnnData, ref_mask: np.ndarray) -> np.ndarray:
-    for cand in ("donor", "batch", "sample"):
-        if cand in adata.obs:
-            v = adata.obs[cand].astype(str).to_numpy()
-            if pd.Series(v[ref_mask]).replace("", np.nan).nunique() >= 2:
-                return v
-    return np.full(adata.n_obs, "reference")
+    """Donor of every cell (the one rule of :func:`hscseq._labels.donor_key`; ``"reference"`` without one)."""
+    key = donor_key(adata.obs, ref_mask)
+    return adata.obs[key].astype(str).to_numpy() if key else np.full(adata.n_obs, "reference")
 
 
 def _programme_override(programme: pd.DataFrame | None, sample: str) -> tuple[float, float, float] | None:

@@ -1,28 +1,22 @@
-"""Scorecard figure."""
+"""Scorecard figure (``hscseq.pl.scorecard``)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
+from hscseq._plotting import finish
 from hscseq.fidelity.settings import NOVEL, PARTS
 
 logger = logging.getLogger(__name__)
 
 
-def plot_scorecard(
-    table: pd.DataFrame, composition: pd.DataFrame, control_table: pd.DataFrame, path: str | Path
-) -> None:
-    """Scorecard parts with CIs per sample, controls, and composition against in vivo (one PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def scorecard_figure(table: pd.DataFrame, composition: pd.DataFrame, control_table: pd.DataFrame):
+    """Scorecard parts with CIs per sample, controls, and composition against in vivo (one Figure)."""
     import matplotlib.pyplot as plt
-
-    from hscseq._utils import atomic_path
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.3, 0.8, 1.3]})
     measures = ["fidelity_index", *PARTS, "novel_share"]
@@ -77,6 +71,32 @@ def plot_scorecard(
         ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.0, 1.0), loc="upper left")
     ax.set_title("Composition vs in vivo")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_scorecard(
+    adata: ad.AnnData, *, key: str = "scorecard", show: bool | None = None, save: str | None = None
+):
+    """Figure of the fidelity scorecard stored by :func:`~hscseq.fidelity.scorecard` (and the controls).
+
+    Parameters
+    ----------
+    adata
+        Object with ``uns[key]["table"]`` and ``uns[key]["composition"]`` (and optionally ``["controls"]``).
+    key
+        ``uns`` key of the scorecard.
+    show
+        Show the figure (``plt.show()``) and return ``None``.
+    save
+        Path to write the figure to (format from the suffix).
+
+    Returns
+    -------
+    The :class:`matplotlib.figure.Figure` (``None`` when ``show=True``).
+    """
+    card = adata.uns[key]
+    controls = card.get("controls")
+    fig = scorecard_figure(
+        card["table"], card["composition"], controls if isinstance(controls, pd.DataFrame) else pd.DataFrame()
+    )
+    return finish(fig, show=show, save=save)

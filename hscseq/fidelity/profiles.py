@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -20,7 +18,7 @@ from hscseq.fidelity._stats import (
 from hscseq.fidelity.parts import (
     _scorecard_columns,
 )
-from hscseq.fidelity.settings import NOVEL, PARTS
+from hscseq.fidelity.settings import NOVEL, PARTS, FidelitySettings
 
 logger = logging.getLogger(__name__)
 
@@ -167,19 +165,17 @@ def map_to_profiles(
     return adata if copy else None
 
 
-def _profile_scorecard(adata: ad.AnnData, cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _profile_scorecard(adata: ad.AnnData, cfg: FidelitySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Identity and novel share per sample against profiles (no donor null, no in vivo composition)."""
     from scipy.stats import beta as beta_dist
 
     rows, comp_rows = [], []
-    conf = (~adata.obs["novel"].to_numpy()) & (
-        adata.obs["label_confidence"].to_numpy() >= cfg["min_confidence"]
-    )
+    conf = (~adata.obs["novel"].to_numpy()) & (adata.obs["label_confidence"].to_numpy() >= cfg.min_confidence)
     for k, (s, grp) in enumerate(adata.obs.groupby("sample", observed=True)):
         if str(grp["condition"].iloc[0]) not in ("engineered", "organoid"):
             continue
         idx = adata.obs_names.get_indexer(grp.index)
-        w = np.vstack([np.ones(len(idx)), bootstrap_weights(len(idx), cfg["n_bootstrap"], cfg["seed"] + k)])
+        w = np.vstack([np.ones(len(idx)), bootstrap_weights(len(idx), cfg.n_bootstrap, cfg.seed + k)])
         ident = w @ conf[idx].astype(float) / len(idx)
         nov = w @ adata.obs["novel"].to_numpy()[idx].astype(float) / len(idx)
         row = {
@@ -199,7 +195,7 @@ def _profile_scorecard(adata: ad.AnnData, cfg: Mapping[str, Any]) -> tuple[pd.Da
         for m, v in parts.items():
             row[m] = float(v[0])
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = percentile_ci(v[1:])
-        f = weighted_fidelity_index({p: parts[p] for p in PARTS}, cfg["index_weights"])
+        f = weighted_fidelity_index({p: parts[p] for p in PARTS}, cfg.index_weights)
         row["fidelity_index"] = float(f[0])
         row["fidelity_index_ci_low"], row["fidelity_index_ci_high"] = percentile_ci(f[1:])
         row["programme_source"] = "unavailable (profile reference)"

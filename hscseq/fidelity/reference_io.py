@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq._utils import input_error
+from hscseq._utils import check_raw_counts, input_error
 from hscseq.fidelity.parts import (
     _counts,
 )
@@ -39,13 +39,12 @@ def _load_external_reference(
             fix="set fidelity.reference_stage_key to an existing column or null.",
         )
     counts = sp.csr_matrix(ref.layers.get("counts", ref.X))
-    sample = counts.data[:10000]
-    if sample.size and (np.any(sample < 0) or not np.allclose(sample, np.round(sample))):
-        raise input_error(
-            "the reference holds no raw counts (non-integer values in layers['counts'] / X).",
-            path=p,
-            fix="store raw UMI counts in X or layers['counts'].",
-        )
+    check_raw_counts(
+        counts,
+        what="the reference (layers['counts'] / X)",
+        path=p,
+        fix="store raw UMI counts in X or layers['counts'].",
+    )
     shared = adata.var_names.intersection(ref.var_names)
     if len(shared) < 500:
         raise input_error(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from hscseq._utils import input_error
-from hscseq.fidelity._stats import (
-    correct_composition,
-)
+from hscseq.fidelity._stats import correct_composition
 from hscseq.fidelity.parts import (
     _counts,
     _donor_column,
@@ -24,40 +25,178 @@ from hscseq.fidelity.parts import (
     _score_population_pair,
     _scorecard_columns,
 )
-from hscseq.fidelity.settings import NOVEL, PARTS
+from hscseq.fidelity.settings import NOVEL, FidelitySettings, fidelity_settings
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Comparators:
+    """Count matrices and in vivo comparators of one scorecard (similarity on informative genes)."""
+
+    x: sp.csr_matrix
+    x_all: sp.csr_matrix
+    genes: np.ndarray
+    ref_sim: _Reference
+    ref_prog: _Reference
+    hsc: str | None
+
+
+def _comparators(
+    adata: ad.AnnData,
+    s: FidelitySettings,
+    *,
+    layer: str | None,
+    programme_null: float | None,
+    null_source: ad.AnnData | None,
+    seed: int,
+) -> _Comparators:
+    ref_mask = adata.obs["is_reference"].to_numpy().astype(bool)
+    classes = list(adata.uns["fidelity"]["labels"])
+    x_all = _counts(adata, layer)
+    ref_key = adata.uns["fidelity"]["params"].get("reference_key", "reference_label")
+    if ref_key not in adata.obs:
+        ref_key = "reference_label" if "reference_label" in adata.obs else "closest_label"
+    ref_labels = adata.obs[ref_key].astype(str).to_numpy()[ref_mask]
+    genes = _informative_genes(
+        x_all, ref_mask, adata.obs[ref_key].astype(str).to_numpy(), classes, s.n_informative_genes
+    )
+    x = x_all[:, genes]
+    donors = _donor_column(adata, ref_mask)[ref_mask]
+    hsc = _hsc_label(classes, s.hsc_label)
+    # HSC genes use all genes; similarity the informative ones -> two references share labels/donors
+    common = {"min_cells": s.min_cells, "seed": seed}
+    ref_sim = _Reference(x[ref_mask], ref_labels, donors, classes, hsc_label=None, **common)
+    ref_prog = _Reference(x_all[ref_mask], ref_labels, donors, classes, hsc_label=hsc, **common)
+    if programme_null is not None:
+        ref_prog.hsc_null = float(programme_null)
+    if null_source is not None:
+        ref_null = _Reference(
+            _counts(null_source, layer)[:, genes],
+            null_source.obs[ref_key].astype(str).to_numpy(),
+            _donor_column(null_source, np.ones(null_source.n_obs, bool)),
+            classes,
+            hsc_label=None,
+            **common,
+        )
+        ref_sim.donor_null = ref_null.donor_null
+    return _Comparators(x, x_all, genes, ref_sim, ref_prog, hsc)
+
+
+def _query_samples(
+    obs: pd.DataFrame, sample_key: str, condition_key: str, conditions: Sequence[str]
+) -> list[str]:
+    return [
+        s
+        for s in pd.unique(obs[sample_key].astype(str))
+        if obs.loc[obs[sample_key].astype(str) == s, condition_key].astype(str).iloc[0] in conditions
+    ]
+
+
+def _sample_row(
+    adata: ad.AnnData,
+    cmp: _Comparators,
+    s: FidelitySettings,
+    sample: str,
+    *,
+    programme: pd.DataFrame | None,
+    sample_key: str,
+    condition_key: str,
+    seed: int,
+) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """The scorecard row and the composition rows of one sample (``None`` without query cells)."""
+    obs = adata.obs
+    ref_mask = obs["is_reference"].to_numpy().astype(bool)
+    idx = np.flatnonzero((obs[sample_key].astype(str) == sample).to_numpy() & ~ref_mask)
+    if len(idx) == 0:
+        return None
+    novel = obs["novel"].to_numpy().astype(bool)
+    confident = ~novel & (obs["label_confidence"].to_numpy() >= s.min_confidence)
+    summary, comp = _score_population_pair(
+        cmp.x,
+        cmp.x_all,
+        idx,
+        obs["predicted_label"].astype(str).to_numpy(),
+        confident,
+        novel,
+        cmp.ref_sim,
+        cmp.ref_prog,
+        n_bootstrap=s.n_bootstrap,
+        seed=seed,
+        stage=obs["closest_stage"].astype(str).to_numpy() if "closest_stage" in obs else None,
+    )
+    override = _programme_override(programme, sample)
+    if override is not None:  # the table value has no replicates: CI of F reflects the other parts
+        summary["programme"], summary["programme_ci_low"], summary["programme_ci_high"] = override
+        summary["_replicates"]["programme"] = np.full_like(summary["_replicates"]["programme"], override[0])
+        summary["programme_source"] = "score_table"
+    else:
+        summary["programme_source"] = "reference_hsc_genes" if cmp.hsc else "unavailable"
+    _finish_index(summary, s.index_weights)
+    first = obs.iloc[idx[0]]
+    meta = {
+        "sample": sample,
+        "condition": str(first[condition_key]),
+        "timepoint": str(first["timepoint"]) if "timepoint" in obs else "",
+    }
+    batches = set(obs["batch"].astype(str).to_numpy()[idx]) if "batch" in obs else set()
+    ref_batches = set(obs["batch"].astype(str).to_numpy()[ref_mask]) if "batch" in obs else set()
+    meta["confounded"] = bool(batches and not (batches & ref_batches))
+    comp.insert(0, "sample", sample)
+    comp.insert(1, "condition", meta["condition"])
+    comp.insert(2, "timepoint", meta["timepoint"])
+    return {**meta, **summary}, comp
+
+
+def _corrected_composition(composition: pd.DataFrame, confusion: np.ndarray, classes: list[str]) -> None:
+    """Add ``fraction_corrected`` (adjusted classify-and-count with the held-out confusion matrix)."""
+    if composition.empty or not confusion.size:
+        return
+    composition["fraction_corrected"] = np.nan
+    labels = [*classes, NOVEL]
+    full_conf = np.vstack([confusion, np.eye(len(classes) + 1)[-1]])
+    for sample in composition["sample"].unique():
+        m = composition["sample"] == sample
+        observed = composition.loc[m].set_index("cell_type").reindex(labels)["fraction"]
+        corrected = correct_composition(observed.fillna(0).to_numpy(), full_conf)
+        composition.loc[m, "fraction_corrected"] = (
+            pd.Series(corrected, index=labels).reindex(composition.loc[m, "cell_type"]).to_numpy()
+        )
 
 
 def scorecard(
     adata: ad.AnnData,
     *,
+    settings: FidelitySettings | Mapping[str, Any] | None = None,
+    programme: pd.DataFrame | None = None,
     sample_key: str = "sample",
     condition_key: str = "condition",
     query_conditions: Sequence[str] = ("engineered", "organoid"),
     layer: str | None = "counts",
-    programme: pd.DataFrame | None = None,
-    weights: Mapping[str, float] | None = None,
-    min_confidence: float = 0.5,
-    min_cells: int = 10,
-    n_genes: int = 2000,
-    hsc_label: str | None = None,
-    n_bootstrap: int = 200,
     programme_null: float | None = None,
     null_source: ad.AnnData | None = None,
     key_added: str = "scorecard",
-    random_state: int = 0,
+    random_state: int | None = None,
     copy: bool = False,
+    **overrides: Any,
 ) -> ad.AnnData | None:
     """Fidelity scorecard per engineered / organoid sample (run :func:`map_to_reference` first).
 
-    The parts and the fidelity index are defined in the module docstring (``hscseq.fidelity``).
+    The parts and the fidelity index are defined in the package docstring (``hscseq.fidelity``).
 
     Parameters
     ----------
     adata
         Mapped cells (obs ``predicted_label``, ``label_confidence``, ``novel``, ``is_reference`` and the
         reference labels in ``uns["fidelity"]``), raw counts in ``layers[layer]``.
+    settings
+        The stage's settings (object or config section; default: the schema defaults). Used here:
+        ``index_weights``, ``min_confidence``, ``min_cells``, ``n_informative_genes`` (genes most variable
+        across reference type pseudobulks, used for correlations), ``hsc_label`` (default: the shortest
+        reference label that :func:`hscseq._labels.is_hsc_label` accepts), ``n_bootstrap``, ``seed``.
+    programme
+        The score stage's ``hsc_programme.tsv``; its ``hsc_programme_share`` replaces the reference-derived
+        HSC programme completeness for the samples it lists.
     sample_key
         obs column with the sample of each cell.
     condition_key
@@ -66,21 +205,6 @@ def scorecard(
         Conditions that get a scorecard row.
     layer
         Layer with raw counts (``None`` = X).
-    programme
-        The score stage's ``hsc_programme.tsv``; its ``hsc_programme_share`` replaces the reference-derived
-        HSC programme completeness for the samples it lists.
-    weights
-        Weights of identity, similarity, programme, composition in the index (default: equal).
-    min_confidence
-        Label probability needed to count a cell as confidently mapped.
-    min_cells
-        Cells of a type needed for a pseudobulk.
-    n_genes
-        Informative genes (most variable across reference type pseudobulks) used for correlations.
-    hsc_label
-        Reference label of HSCs (default: the shortest label containing "HSC").
-    n_bootstrap
-        Bootstrap replicates of each CI.
     programme_null
         Donor-to-donor HSC programme completeness to scale by (default: computed from this reference's donors,
         1 with a single donor); :func:`controls` passes the full reference's value.
@@ -91,11 +215,13 @@ def scorecard(
         would lack the donor shift).
     key_added
         ``uns`` key: ``uns[key_added]["table"]`` (one row per sample), ``["composition"]`` (sample x type),
-        ``["params"]``.
+        ``["params"]`` (with the effective ``settings``).
     random_state
-        Seed of the bootstrap.
+        Seed of the bootstrap (default ``settings.seed``).
     copy
         Return a modified copy instead of writing in place.
+    overrides
+        Settings fields to change for this call (e.g. ``n_bootstrap=20``), validated against the schema.
 
     Returns
     -------
@@ -104,144 +230,55 @@ def scorecard(
     for col in ("predicted_label", "label_confidence", "novel", "is_reference"):
         if col not in adata.obs:
             raise input_error(f"obs lacks {col!r}.", fix="run hscseq.fidelity.map_to_reference first.")
+    s = fidelity_settings(settings, **overrides)
+    seed = s.seed if random_state is None else random_state
     adata = adata.copy() if copy else adata
-    weights = dict(weights or {p: 1.0 for p in PARTS})
+    cmp = _comparators(
+        adata, s, layer=layer, programme_null=programme_null, null_source=null_source, seed=seed
+    )
     ref_mask = adata.obs["is_reference"].to_numpy().astype(bool)
-    classes = list(adata.uns["fidelity"]["labels"])
-    x_all = _counts(adata, layer)
-    ref_labels_all = (
-        adata.obs["reference_label" if "reference_label" in adata.obs else "closest_label"]
-        .astype(str)
-        .to_numpy()
+    confident = ~adata.obs["novel"].to_numpy().astype(bool) & (
+        adata.obs["label_confidence"].to_numpy() >= s.min_confidence
     )
-    ref_key = adata.uns["fidelity"]["params"].get("reference_key", "reference_label")
-    if ref_key in adata.obs:
-        ref_labels_all = adata.obs[ref_key].astype(str).to_numpy()
-    genes = _informative_genes(x_all, ref_mask, ref_labels_all, classes, n_genes)
-    x = x_all[:, genes]
-    donors_all = _donor_column(adata, ref_mask)
-    hsc = _hsc_label(classes, hsc_label)
-    # HSC genes use all genes; similarity the informative ones -> two references share labels/donors
-    ref_sim = _Reference(
-        x[ref_mask],
-        ref_labels_all[ref_mask],
-        donors_all[ref_mask],
-        classes,
-        min_cells=min_cells,
-        hsc_label=None,
-        seed=random_state,
-    )
-    ref_prog = _Reference(
-        x_all[ref_mask],
-        ref_labels_all[ref_mask],
-        donors_all[ref_mask],
-        classes,
-        min_cells=min_cells,
-        hsc_label=hsc,
-        seed=random_state,
-    )
-    if programme_null is not None:
-        ref_prog.hsc_null = float(programme_null)
-    if null_source is not None:
-        n_lab = null_source.obs[ref_key].astype(str).to_numpy()
-        n_don = _donor_column(null_source, np.ones(null_source.n_obs, bool))
-        ref_null = _Reference(
-            _counts(null_source, layer)[:, genes],
-            n_lab,
-            n_don,
-            classes,
-            min_cells=min_cells,
-            hsc_label=None,
-            seed=random_state,
-        )
-        ref_sim.donor_null = ref_null.donor_null
-    obs = adata.obs
-    pred = obs["predicted_label"].astype(str).to_numpy()
-    confident = (~obs["novel"].to_numpy().astype(bool)) & (
-        obs["label_confidence"].to_numpy() >= min_confidence
-    )
-    novel = obs["novel"].to_numpy().astype(bool)
     # the identity null: share of (cross-validated) reference cells mapped confidently
-    ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
-    stage = obs["closest_stage"].astype(str).to_numpy() if "closest_stage" in obs else None
-    samples = [
-        s
-        for s in pd.unique(obs[sample_key].astype(str))
-        if obs.loc[obs[sample_key].astype(str) == s, condition_key].astype(str).iloc[0] in query_conditions
-    ]
+    cmp.ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
     rows, comp_rows = [], []
-    for k, s in enumerate(samples):
-        idx = np.flatnonzero((obs[sample_key].astype(str) == s).to_numpy() & ~ref_mask)
-        if len(idx) == 0:
-            continue
-        summary, comp = _score_population_pair(
-            x,
-            x_all,
-            idx,
-            pred,
-            confident,
-            novel,
-            ref_sim,
-            ref_prog,
-            n_bootstrap=n_bootstrap,
-            seed=random_state + k,
-            stage=stage,
+    for k, sample in enumerate(_query_samples(adata.obs, sample_key, condition_key, query_conditions)):
+        out = _sample_row(
+            adata,
+            cmp,
+            s,
+            sample,
+            programme=programme,
+            sample_key=sample_key,
+            condition_key=condition_key,
+            seed=seed + k,
         )
-        override = _programme_override(programme, s)
-        if override is not None:
-            summary["programme"], summary["programme_ci_low"], summary["programme_ci_high"] = override
-            summary["_replicates"]["programme"] = np.full_like(
-                summary["_replicates"]["programme"], override[0]
-            )
-            summary["programme_source"] = "score_table"
-        else:
-            summary["programme_source"] = "reference_hsc_genes" if hsc else "unavailable"
-        _finish_index(summary, weights)
-        if override is not None:  # the table value has no replicates: CI of F reflects the other parts
-            pass
-        first = obs.iloc[idx[0]]
-        meta = {
-            "sample": s,
-            "condition": str(first[condition_key]),
-            "timepoint": str(first["timepoint"]) if "timepoint" in obs else "",
-        }
-        batches = set(obs["batch"].astype(str).to_numpy()[idx]) if "batch" in obs else set()
-        ref_batches = set(obs["batch"].astype(str).to_numpy()[ref_mask]) if "batch" in obs else set()
-        meta["confounded"] = bool(batches and not (batches & ref_batches))
-        rows.append({**meta, **summary})
-        comp.insert(0, "sample", s)
-        comp.insert(1, "condition", meta["condition"])
-        comp.insert(2, "timepoint", meta["timepoint"])
-        comp_rows.append(comp)
+        if out is not None:
+            rows.append(out[0])
+            comp_rows.append(out[1])
     table = pd.DataFrame(rows)
     if not table.empty:
         table = table[_scorecard_columns(table)]
     composition = pd.concat(comp_rows, ignore_index=True) if comp_rows else pd.DataFrame()
-    confusion = np.asarray(adata.uns["fidelity"].get("confusion", np.zeros((0, 0))))
-    if not composition.empty and confusion.size:
-        composition["fraction_corrected"] = np.nan
-        for s in composition["sample"].unique():
-            m = composition["sample"] == s
-            observed = composition.loc[m].set_index("cell_type").reindex([*classes, NOVEL])["fraction"]
-            full_conf = np.vstack([confusion, np.eye(len(classes) + 1)[-1]])
-            corrected = correct_composition(observed.fillna(0).to_numpy(), full_conf)
-            composition.loc[m, "fraction_corrected"] = (
-                pd.Series(corrected, index=[*classes, NOVEL])
-                .reindex(composition.loc[m, "cell_type"])
-                .to_numpy()
-            )
+    classes = list(adata.uns["fidelity"]["labels"])
+    _corrected_composition(
+        composition, np.asarray(adata.uns["fidelity"].get("confusion", np.zeros((0, 0)))), classes
+    )
     adata.uns[key_added] = {
         "params": {
             "sample_key": sample_key,
             "condition_key": condition_key,
             "layer": layer or "",
-            "weights": weights,
-            "min_confidence": min_confidence,
-            "min_cells": min_cells,
-            "n_genes": len(genes),
-            "hsc_label": hsc or "",
-            "n_bootstrap": n_bootstrap,
-            "random_state": random_state,
+            "weights": dict(s.index_weights),
+            "min_confidence": s.min_confidence,
+            "min_cells": s.min_cells,
+            "n_genes": len(cmp.genes),
+            "hsc_label": cmp.hsc or "",
+            "n_bootstrap": s.n_bootstrap,
+            "random_state": seed,
+            "programme_table": programme is not None,
+            "settings": s.as_params(),
         },
         "table": table,
         "composition": composition,

@@ -1,38 +1,97 @@
-"""Fidelity settings and shared constants."""
+"""The fidelity stage's settings object and shared constants.
+
+:class:`FidelitySettings` is the one settings object of the stage: :func:`~hscseq.fidelity.run_fidelity`,
+:func:`~hscseq.fidelity.map_to_reference`, :func:`~hscseq.fidelity.scorecard`,
+:func:`~hscseq.fidelity.controls` and the sweeps all read it. Its defaults are the ``fidelity`` section of
+``workflow/schemas/config.schema.yaml`` (the single source of defaults; ``config/config.yaml`` states the same
+values, which a test checks).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from hscseq._settings import schema_field, settings_dict, settings_from_config
 
 NOVEL = "novel"
 PARTS = ("identity", "similarity", "programme", "composition")
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "novelty_space": "uncorrected",
-    "method": "auto",
-    "n_neighbors": 15,
-    "n_bootstrap": 200,
-    "seed": 0,
-    "null_quantile": 0.99,
-    "absent_quantile": 0.05,
-    "min_confidence": 0.5,
-    "min_cells": 10,
-    "n_informative_genes": 2000,
-    "index_weights": {"identity": 1.0, "similarity": 1.0, "programme": 1.0, "composition": 1.0},
-    "reference": None,
-    "reference_label_key": "cell_type",
-    "reference_stage_key": None,
-    "reference_donor_key": None,
-    "hsc_label": None,
-    "negative_control_type": None,
-    "max_epochs": 50,
-    "de_top_n": 25,
-    "de_min_cells": 10,
-    "de_max_genes": 1000,
-    "label_method": "ensemble",
-    "hierarchy": None,
-    "min_label_probability": 0.5,
-    "min_parent_probability": 0.9,
-    "hierarchy_max_distance": 0.3,
-    "sibling_genes": 10,
-    "logreg_c": 1.0,
-}
+STAGE = "fidelity"
+
+
+@dataclass(frozen=True)
+class FidelitySettings:
+    """Settings of the fidelity stage (config section ``fidelity``; meanings in the schema and README)."""
+
+    method: str = schema_field(STAGE, "method")
+    n_neighbors: int = schema_field(STAGE, "n_neighbors")
+    n_bootstrap: int = schema_field(STAGE, "n_bootstrap")
+    seed: int = schema_field(STAGE, "seed")
+    novelty_space: str = schema_field(STAGE, "novelty_space")
+    null_quantile: float = schema_field(STAGE, "null_quantile")
+    absent_quantile: float = schema_field(STAGE, "absent_quantile")
+    smooth_neighbors: int = schema_field(STAGE, "smooth_neighbors")
+    label_metric: str = schema_field(STAGE, "label_metric")
+    uncertainty_novel: bool = schema_field(STAGE, "uncertainty_novel")
+    min_confidence: float = schema_field(STAGE, "min_confidence")
+    min_cells: int = schema_field(STAGE, "min_cells")
+    n_informative_genes: int = schema_field(STAGE, "n_informative_genes")
+    index_weights: Mapping[str, float] = schema_field(STAGE, "index_weights")
+    reference: str | None = schema_field(STAGE, "reference")
+    reference_label_key: str = schema_field(STAGE, "reference_label_key")
+    reference_stage_key: str | None = schema_field(STAGE, "reference_stage_key")
+    reference_donor_key: str | None = schema_field(STAGE, "reference_donor_key")
+    hsc_label: str | None = schema_field(STAGE, "hsc_label")
+    negative_control_type: str | None = schema_field(STAGE, "negative_control_type")
+    max_epochs: int = schema_field(STAGE, "max_epochs")
+    n_latent: int = schema_field(STAGE, "n_latent")
+    de_top_n: int = schema_field(STAGE, "de_top_n")
+    de_min_cells: int = schema_field(STAGE, "de_min_cells")
+    de_max_genes: int = schema_field(STAGE, "de_max_genes")
+    label_method: str = schema_field(STAGE, "label_method")
+    hierarchy: str | None = schema_field(STAGE, "hierarchy")
+    min_label_probability: float = schema_field(STAGE, "min_label_probability")
+    min_parent_probability: float = schema_field(STAGE, "min_parent_probability")
+    hierarchy_max_distance: float = schema_field(STAGE, "hierarchy_max_distance")
+    sibling_genes: int = schema_field(STAGE, "sibling_genes")
+    logreg_c: float = schema_field(STAGE, "logreg_c")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None = None) -> FidelitySettings:
+        """Settings from a (partial) ``fidelity`` config section, validated against the schema."""
+        return settings_from_config(cls, STAGE, section)
+
+    def replace(self, **changes: Any) -> FidelitySettings:
+        """A copy with ``changes`` (validated against the schema like a config section)."""
+        if not changes:
+            return self
+        return settings_from_config(type(self), STAGE, {**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (recorded in ``uns[...]["params"]``)."""
+        return settings_dict(self)
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings without unset (``None``) values, as written to ``uns[...]["params"]["settings"]``."""
+        return {k: v for k, v in self.as_dict().items() if v is not None}
+
+    def mapping_method(self, *, external_reference: bool = False) -> str:
+        """``method`` with ``auto`` resolved: scANVI surgery onto a reference h5ad, kNN otherwise."""
+        if self.method != "auto":
+            return self.method
+        return "scanvi" if external_reference else "knn"
+
+    @property
+    def controls_n_bootstrap(self) -> int:
+        """Bootstrap replicates of each control (half the scorecard's, at least 10)."""
+        return max(10, self.n_bootstrap // 2)
+
+
+def fidelity_settings(
+    settings: FidelitySettings | Mapping[str, Any] | None = None, **changes: Any
+) -> FidelitySettings:
+    """``settings`` (an object, a config section or ``None`` = defaults) with ``changes`` applied."""
+    if isinstance(settings, FidelitySettings):
+        return settings.replace(**changes)
+    return FidelitySettings.from_config({**dict(settings or {}), **changes})

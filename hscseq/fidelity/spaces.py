@@ -66,3 +66,20 @@ def uncorrected_pca(
         "params": {"n_comps": n_comps, "n_genes": int(keep.sum()), "random_state": random_state}
     }
     return adata if copy else None
+
+
+def novelty_rep(adata: ad.AnnData, settings, *, random_state: int | None = None) -> str | None:
+    """The ``obsm`` key where distances to the reference are measured, from ``settings.novelty_space``.
+
+    ``uncorrected``: :func:`uncorrected_pca` (computed when ``obsm["X_pca_uncorrected"]`` is missing, so a
+    subset of cells, e.g. a control, keeps the space of the full object); ``integrated``: ``None`` (the latent
+    the labels are voted in).
+    """
+    if settings.novelty_space == "integrated":
+        return None
+    key = "X_pca_uncorrected"
+    if key not in adata.obsm:
+        uncorrected_pca(
+            adata, key_added=key, random_state=settings.seed if random_state is None else random_state
+        )
+    return key

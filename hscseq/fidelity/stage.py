@@ -1,32 +1,188 @@
-"""Stage entry point of the fidelity stage."""
+"""Stage entry point of the fidelity stage: read, map, score, control, explain, write."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import pandas as pd
 
-from hscseq._utils import atomic_path, input_error, write_h5ad, write_table
+from hscseq._plotting import save_and_close
+from hscseq._utils import HscseqInputError, input_error, write_h5ad, write_table
 from hscseq.fidelity.controls import controls as _controls
 from hscseq.fidelity.de import pseudobulk_de
 from hscseq.fidelity.ensemble import calibration_table
-from hscseq.fidelity.hierarchy import load_hierarchy
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
-from hscseq.fidelity.plot import plot_scorecard
+from hscseq.fidelity.plot import scorecard_figure
 from hscseq.fidelity.plot_calibration import plot_reliability
-from hscseq.fidelity.profiles import (
-    _profile_scorecard,
-    map_to_profiles,
-)
+from hscseq.fidelity.profiles import _profile_scorecard, map_to_profiles
 from hscseq.fidelity.reference_io import _joint_with_reference, _load_external_reference
 from hscseq.fidelity.scorecard import scorecard as _scorecard
-from hscseq.fidelity.settings import DEFAULT_SETTINGS
-from hscseq.fidelity.spaces import uncorrected_pca
+from hscseq.fidelity.settings import FidelitySettings
 from hscseq.fidelity.timecourse import timecourse as _timecourse
+from hscseq.merge import analysis_species
 
 logger = logging.getLogger(__name__)
+
+MAPPED_COLUMNS = (
+    "predicted_label",
+    "closest_label",
+    "label_confidence",
+    "label_uncertainty",
+    "reference_distance",
+    "novel",
+)
+CELL_COLUMNS = (
+    "sample",
+    "condition",
+    "batch",
+    "timepoint",
+    "leiden",
+    "predicted_label",
+    "label_confidence",
+    "label_uncertainty",
+    "novel",
+    "closest_label",
+    "reference_distance",
+)
+
+
+@dataclass
+class _Source:
+    """Where the reference comes from, the object to map, and the settings with ``method`` resolved."""
+
+    work: ad.AnnData
+    description: str
+    settings: FidelitySettings
+    stage_key: str | None = None
+    profiles: bool = False
+
+
+def _read_scored(scored: str) -> ad.AnnData:
+    adata = ad.read_h5ad(scored)
+    for col in ("sample", "condition"):
+        if col not in adata.obs:
+            raise input_error(
+                f"obs lacks {col!r}.", path=scored, fix="run the pipeline from the score stage."
+            )
+    if "counts" not in adata.layers:
+        raise input_error(
+            "layers['counts'] (raw counts) is missing.",
+            path=scored,
+            fix="rerun the integrate/score stages; they keep raw counts in layers['counts'].",
+        )
+    return adata
+
+
+def _reference_source(adata: ad.AnnData, s: FidelitySettings, scored: str) -> _Source:
+    """Reference (first that applies): ``settings.reference`` (an h5ad), the sheet's in vivo samples, the
+    built-in HematoMap profiles (human only)."""
+    if s.reference:
+        ref = _load_external_reference(
+            s.reference,
+            adata,
+            label_key=s.reference_label_key,
+            stage_key=s.reference_stage_key,
+            donor_key=s.reference_donor_key,
+        )
+        work = _joint_with_reference(adata, ref, seed=s.seed)
+        # a single-cell reference of its own: train scVI/scANVI on it, map the query by scArches surgery
+        resolved = s.replace(method=s.mapping_method(external_reference=True))
+        stage_key = "stage" if s.reference_stage_key else None
+        return _Source(work, f"reference h5ad {s.reference}", resolved, stage_key=stage_key)
+    if "reference_label" in adata.obs and _reference_mask(adata, "reference_label").any():
+        return _Source(adata, "in vivo samples of the sample sheet", s.replace(method=s.mapping_method()))
+    try:
+        species = analysis_species(adata)
+    except HscseqInputError:
+        species = ""  # unknown species: the profiles refuse non-human genes by themselves
+    if species and species != "human":
+        raise input_error(
+            f"no single-cell reference and the analysis species is {species!r}; the built-in "
+            "profile reference is human only.",
+            path=scored,
+            fix="label the in vivo samples (label_column) or set fidelity.reference.",
+        )
+    return _Source(adata, "built-in HematoMap human bone-marrow profiles", s, profiles=True)
+
+
+def score_with_controls(
+    work: ad.AnnData,
+    settings: FidelitySettings,
+    *,
+    programme: pd.DataFrame | None = None,
+    stage_key: str | None = None,
+    with_controls: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Map, score and run the controls with ONE settings object (the stage's analysis, reusable).
+
+    The controls get the same settings, the same novelty space (``uns["fidelity"]["params"]["distance_rep"]``
+    of the mapping) and the same programme table as the scorecard. Returns the scorecard table, the
+    composition table and the controls table (empty without controls).
+    """
+    map_to_reference(work, settings=settings, stage_key=stage_key)
+    _scorecard(work, settings=settings, programme=programme)
+    table, comp = work.uns["scorecard"]["table"], work.uns["scorecard"]["composition"]
+    control_table = pd.DataFrame()
+    if with_controls:
+        control_table = _controls(
+            work,
+            settings=settings,
+            programme=programme,
+            distance_rep=work.uns["fidelity"]["params"]["distance_rep"],
+        )
+    return table, comp, control_table
+
+
+def _log_scorecard(table: pd.DataFrame) -> None:
+    for _, r in table.iterrows():
+        logger.info(
+            "scorecard %s: fidelity %.3f [%.3f, %.3f]; identity %.3f, similarity %.3f, programme %.3f, "
+            "composition %.3f, novel %.3f",
+            r["sample"],
+            r["fidelity_index"],
+            r["fidelity_index_ci_low"],
+            r["fidelity_index_ci_high"],
+            r["identity"],
+            r["similarity"],
+            r["programme"],
+            r["composition"],
+            r["novel_share"],
+        )
+    if table.empty:
+        logger.warning("no engineered/organoid sample to score: the scorecard is empty")
+
+
+def _write_back(adata: ad.AnnData, src: _Source, tables: dict[str, pd.DataFrame]) -> None:
+    """The mapping of ``src.work`` onto the scored object (external reference cells are not part of it)."""
+    work = src.work
+    cols = [*MAPPED_COLUMNS, *[c for c in ("closest_stage", "mapped_label") if c in work.obs]]
+    mapped = work.obs.loc[work.obs_names.isin(adata.obs_names), cols]
+    for c in cols:
+        adata.obs[c] = mapped[c].reindex(adata.obs_names).to_numpy()
+    adata.obs["predicted_label"] = adata.obs["predicted_label"].astype("category")
+    adata.obs["novel"] = adata.obs["novel"].astype(bool)
+    adata.uns["fidelity"] = dict(work.uns["fidelity"].items())
+    adata.uns["fidelity"]["params"] = {
+        **adata.uns["fidelity"]["params"],
+        "reference_source": src.description,
+        "settings": src.settings.as_params(),
+    }
+    adata.uns["scorecard"] = {k: tables[k] for k in ("table", "composition", "controls")}
+
+
+def _cell_table(adata: ad.AnnData) -> pd.DataFrame:
+    cell_cols = [*CELL_COLUMNS, *[c for c in ("closest_stage", "mapped_label") if c in adata.obs]]
+    # every score-stage column: hsc_score*, hsc_like*, hsc_identity* (class, score, lineage, gate), hsc_stage,
+    # score_*, ontogeny*
+    prefixes = ("hsc_score", "hsc_like", "hsc_identity", "hsc_stage", "score_", "ontogeny")
+    cell_cols += [c for c in adata.obs if c.startswith(prefixes)]
+    cell_table = adata.obs[[c for c in cell_cols if c in adata.obs]].copy()
+    cell_table.insert(0, "cell_id", adata.obs_names)
+    return cell_table
 
 
 def run_fidelity(
@@ -52,212 +208,61 @@ def run_fidelity(
     (``mapping_accuracy``), the reliability bins and expected calibration errors (``mapping_calibration``)
     and the reliability curve (``calibration_figure``).
 
-    Reference (first that applies): ``settings["reference"]`` (an h5ad with counts and labels), the in vivo
-    samples of the sheet (``reference_label``), the built-in HematoMap profiles (human only).
-    Method ``auto``: with a reference h5ad, scVI/scANVI trained on the reference and scArches surgery for
-    the query (``scanvi``); with the sheet's in vivo samples, kNN in the integrated latent (``knn``). With
-    either method novelty is measured in the uncorrected PCA (``novelty_space``): the surgery latent, like
-    any batch-corrected latent, can pull off-target states onto the reference.
+    ``settings`` is the ``fidelity`` config section; it becomes one :class:`FidelitySettings` (schema
+    defaults, validated) that the mapping, the scorecard, the controls and the DE all read. Method ``auto``:
+    with a reference h5ad, scVI/scANVI trained on the reference and scArches surgery for the query
+    (``scanvi``); with the sheet's in vivo samples, kNN in the integrated latent (``knn``). With either method
+    novelty is measured in the uncorrected PCA (``novelty_space``): the surgery latent, like any
+    batch-corrected latent, can pull off-target states onto the reference. The controls run when their
+    output (``controls``) is requested, with the scorecard's settings and programme table.
     """
-    cfg = {**DEFAULT_SETTINGS, **(settings or {})}
-    weights = {**DEFAULT_SETTINGS["index_weights"], **(cfg.get("index_weights") or {})}
-    adata = ad.read_h5ad(scored)
-    for col in ("sample", "condition"):
-        if col not in adata.obs:
-            raise input_error(
-                f"obs lacks {col!r}.", path=scored, fix="run the pipeline from the score stage."
-            )
-    if "counts" not in adata.layers:
-        raise input_error(
-            "layers['counts'] (raw counts) is missing.",
-            path=scored,
-            fix="rerun the integrate/score stages; they keep raw counts in layers['counts'].",
-        )
+    s = FidelitySettings.from_config(settings)
+    adata = _read_scored(scored)
     prog_table = pd.read_csv(programme, sep="\t") if programme and Path(programme).is_file() else None
-    species = str(adata.uns.get("hscseq", {}).get("merge", {}).get("species", ""))
-    method = cfg["method"]
-    external = cfg.get("reference")
-    has_sheet_ref = "reference_label" in adata.obs and _reference_mask(adata, "reference_label").any()
-    work = adata
-    stage_key = None
-    if external:
-        ref = _load_external_reference(
-            external,
-            adata,
-            label_key=cfg["reference_label_key"],
-            stage_key=cfg.get("reference_stage_key"),
-            donor_key=cfg.get("reference_donor_key"),
-        )
-        work = _joint_with_reference(adata, ref, seed=cfg["seed"])
-        stage_key = "stage" if cfg.get("reference_stage_key") else None
-        # a single-cell reference of its own: train scVI/scANVI on it, map the query by scArches surgery
-        method = "scanvi" if method == "auto" else method
-        source = f"reference h5ad {external}"
-    elif has_sheet_ref:
-        method = "knn" if method == "auto" else method
-        source = "in vivo samples of the sample sheet"
+    src = _reference_source(adata, s, scored)
+    s = src.settings
+    logger.info(
+        "fidelity reference: %s; method %s", src.description, "profiles" if src.profiles else s.method
+    )
+    tables: dict[str, Any] = {"controls": pd.DataFrame(), "de": pd.DataFrame()}
+    if src.profiles:
+        map_to_profiles(src.work, random_state=s.seed)
+        tables["table"], tables["composition"] = _profile_scorecard(src.work, s)
     else:
-        source = "built-in HematoMap human bone-marrow profiles"
-        if species and species != "human":
-            raise input_error(
-                f"no single-cell reference and the analysis species is {species!r}; the built-in "
-                "profile reference is human only.",
-                path=scored,
-                fix="label the in vivo samples (label_column) or set fidelity.reference.",
-            )
-    logger.info("fidelity reference: %s; method %s", source, method if source[:5] != "built" else "profiles")
-
-    control_table = pd.DataFrame()
-    de_table = pd.DataFrame()
-    if source.startswith("built-in"):
-        map_to_profiles(work, random_state=cfg["seed"])
-        table, comp = _profile_scorecard(work, cfg)
-    else:
-        distance_rep = None
-        if cfg.get("novelty_space", "uncorrected") == "uncorrected":
-            uncorrected_pca(work, random_state=cfg["seed"])
-            distance_rep = "X_pca_uncorrected"
-        map_to_reference(
-            work,
-            method=method,
-            distance_rep=distance_rep,
-            label_method=cfg["label_method"],
-            hierarchy=_hierarchy(cfg.get("hierarchy")),
-            ensemble_options={
-                "min_probability": cfg["min_label_probability"],
-                "min_parent_probability": cfg["min_parent_probability"],
-                "max_distance": cfg["hierarchy_max_distance"],
-                "n_sibling_genes": cfg["sibling_genes"],
-                "c": cfg["logreg_c"],
-            },
-            n_neighbors=cfg["n_neighbors"],
-            null_quantile=cfg["null_quantile"],
-            absent_quantile=cfg["absent_quantile"],
-            stage_key=stage_key,
-            max_epochs=cfg["max_epochs"],
-            random_state=cfg["seed"],
-        )
-        _scorecard(
-            work,
+        tables["table"], tables["composition"], tables["controls"] = score_with_controls(
+            src.work,
+            s,
             programme=prog_table,
-            weights=weights,
-            min_confidence=cfg["min_confidence"],
-            min_cells=cfg["min_cells"],
-            n_genes=cfg["n_informative_genes"],
-            hsc_label=cfg["hsc_label"],
-            n_bootstrap=cfg["n_bootstrap"],
-            random_state=cfg["seed"],
+            stage_key=src.stage_key,
+            with_controls=bool(controls) and ("X_integrated" in src.work.obsm or s.method == "scanvi"),
         )
-        table = work.uns["scorecard"]["table"]
-        comp = work.uns["scorecard"]["composition"]
-        if "X_integrated" in work.obsm:
-            control_table = _controls(
-                work,
-                n_neighbors=cfg["n_neighbors"],
-                null_quantile=cfg["null_quantile"],
-                absent_quantile=cfg["absent_quantile"],
-                min_confidence=cfg["min_confidence"],
-                min_cells=cfg["min_cells"],
-                n_genes=cfg["n_informative_genes"],
-                weights=weights,
-                negative_control_type=cfg["negative_control_type"],
-                hsc_label=cfg["hsc_label"],
-                n_bootstrap=max(10, cfg["n_bootstrap"] // 2),
-                random_state=cfg["seed"],
-            )
-        de_table = pseudobulk_de(
-            work,
-            min_cells=cfg["de_min_cells"],
-            top_n=cfg["de_top_n"],
-            min_confidence=cfg["min_confidence"],
-            max_genes=cfg["de_max_genes"],
-            random_state=cfg["seed"],
+        tables["de"] = pseudobulk_de(
+            src.work,
+            min_cells=s.de_min_cells,
+            top_n=s.de_top_n,
+            min_confidence=s.min_confidence,
+            max_genes=s.de_max_genes,
+            random_state=s.seed,
         )
-    for _, r in table.iterrows():
-        logger.info(
-            "scorecard %s: fidelity %.3f [%.3f, %.3f]; identity %.3f, similarity %.3f, programme %.3f, "
-            "composition %.3f, novel %.3f",
-            r["sample"],
-            r["fidelity_index"],
-            r["fidelity_index_ci_low"],
-            r["fidelity_index_ci_high"],
-            r["identity"],
-            r["similarity"],
-            r["programme"],
-            r["composition"],
-            r["novel_share"],
-        )
-    if table.empty:
-        logger.warning("no engineered/organoid sample to score: the scorecard is empty")
-    # write the mapping back onto the full scored object (external reference cells are not part of it)
-    cols = [
-        "predicted_label",
-        "closest_label",
-        "label_confidence",
-        "label_uncertainty",
-        "reference_distance",
-        "novel",
-    ] + [c for c in ("closest_stage", "mapped_label") if c in work.obs]
-    mapped = work.obs.loc[work.obs_names.isin(adata.obs_names), cols]
-    for c in cols:
-        adata.obs[c] = mapped[c].reindex(adata.obs_names).to_numpy()
-    adata.obs["predicted_label"] = adata.obs["predicted_label"].astype("category")
-    adata.obs["novel"] = adata.obs["novel"].astype(bool)
-    adata.uns["fidelity"] = {k: v for k, v in work.uns["fidelity"].items()}
-    adata.uns["fidelity"]["params"] = {
-        **adata.uns["fidelity"]["params"],
-        "reference_source": source,
-        "settings": {k: v for k, v in cfg.items() if v is not None},
-    }
-    adata.uns["scorecard"] = {"table": table, "composition": comp, "controls": control_table}
+    _log_scorecard(tables["table"])
+    _write_back(adata, src, tables)
     write_h5ad(_h5ad_safe(adata), final)
-    cell_cols = [
-        "sample",
-        "condition",
-        "batch",
-        "timepoint",
-        "leiden",
-        "predicted_label",
-        "label_confidence",
-        "label_uncertainty",
-        "novel",
-        "closest_label",
-        "reference_distance",
-    ]
-    cell_cols += [c for c in ("closest_stage", "mapped_label") if c in adata.obs]
-    # every score-stage column: hsc_score*, hsc_like*, hsc_identity* (class, score, lineage, gate), hsc_stage,
-    # score_*, ontogeny*
-    prefixes = ("hsc_score", "hsc_like", "hsc_identity", "hsc_stage", "score_", "ontogeny")
-    cell_cols += [c for c in adata.obs if c.startswith(prefixes)]
-    cell_table = adata.obs[[c for c in cell_cols if c in adata.obs]].copy()
-    cell_table.insert(0, "cell_id", adata.obs_names)
-    write_table(cell_table, cells, index=False)
-    write_table(table, scorecard, index=False)
-    write_table(comp, composition, index=False)
-    if de:
-        write_table(de_table, de, index=False)
-    if controls:
-        write_table(control_table, controls, index=False)
+    write_table(_cell_table(adata), cells, index=False)
+    write_table(tables["table"], scorecard, index=False)
+    write_table(tables["composition"], composition, index=False)
+    for path, key in ((de, "de"), (controls, "controls")):
+        if path:
+            write_table(tables[key], path, index=False)
     if timecourse:
-        write_table(_timecourse(table, comp), timecourse, index=False)
-    plot_scorecard(table, comp, control_table, figure)
-    _write_mapping_quality(work, mapping_accuracy, mapping_calibration, calibration_figure)
-
-
-def _hierarchy(path: str | None) -> dict[str, str] | None:
-    """The user's label hierarchy (``None``: built from the reference by the ensemble)."""
-    if not path:
-        return None
-    try:
-        return load_hierarchy(path)
-    except ValueError as err:
-        raise input_error(str(err), path=path, fix="fix config fidelity.hierarchy.") from err
+        write_table(_timecourse(tables["table"], tables["composition"]), timecourse, index=False)
+    save_and_close(scorecard_figure(tables["table"], tables["composition"], tables["controls"]), figure)
+    _write_mapping_quality(src.work, mapping_accuracy, mapping_calibration, calibration_figure)
 
 
 def _write_mapping_quality(
     work: ad.AnnData, accuracy: str | None, calibration: str | None, figure: str | None
 ) -> None:
-    """Accuracy card, calibration table and reliability curve (empty with a note without the ensemble)."""
+    """Accuracy card, calibration table and reliability curve (a note without the ensemble)."""
     info = work.uns.get("mapping")
     note = "no ensemble mapping (label_method knn or profile reference): no held-out accuracy card"
     if accuracy:
@@ -273,17 +278,16 @@ def _write_mapping_quality(
             if info
             else pd.DataFrame(columns=["confidence", "accuracy", "share"])
         )
-        fig = plot_reliability(rel, ece=float(info["ece"]) if info else None)
-        with atomic_path(figure) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+        save_and_close(plot_reliability(rel, ece=float(info["ece"]) if info else None), figure)
 
 
 def _h5ad_safe(adata: ad.AnnData) -> ad.AnnData:
-    """Make uns tables writable (object columns -> str)."""
+    """Make uns tables writable (object columns -> str; DataFrame attrs dropped)."""
     for key in ("table", "composition", "controls"):
         df = adata.uns["scorecard"].get(key)
         if isinstance(df, pd.DataFrame):
             df = df.copy()
+            df.attrs = {}
             for c in df.columns:
                 if df[c].dtype == object or df[c].dtype == bool:
                     df[c] = df[c].astype(str)

@@ -23,15 +23,17 @@ import pandas as pd
 import scipy.sparse as sp
 import yaml
 
-from hscseq._utils import atomic_path, input_error, resource_path, write_h5ad, write_table
+from hscseq._bootstrap import percentile_ci
+from hscseq._labels import DEFAULT_HSC_LABELS, is_hsc_label
+from hscseq._plotting import finish, save_and_close
+from hscseq._utils import input_error, resource_path, write_h5ad, write_table
 from hscseq.genes import SPECIES, convert_symbols
+from hscseq.merge import analysis_species  # the one rule (re-exported here for score's callers)
 
 logger = logging.getLogger(__name__)
 
 LIBRARY_FILE = "hscseq_signatures.yaml"
 
-#: Reference labels counted as in vivo HSCs when calibrating the HSC-like threshold (case-insensitive).
-DEFAULT_HSC_LABELS: tuple[str, ...] = ("HSC", "LT-HSC", "LTHSC", "ST-HSC", "HSC/MPP", "HSCs")
 
 #: Default settings of the score stage (config section ``score``; the schema carries the same defaults).
 DEFAULT_SETTINGS: dict = {
@@ -470,8 +472,7 @@ def bootstrap_fraction_ci(
         t = np.quantile(rng.choice(ref, size=len(ref), replace=True), quantile) if len(ref) else -np.inf
         p = (len(eligible) - np.searchsorted(eligible, t, side="left")) / n
         fractions[b] = rng.binomial(n, p) / n
-    alpha = (1.0 - level) / 2
-    return float(np.quantile(fractions, alpha)), float(np.quantile(fractions, 1 - alpha))
+    return percentile_ci(fractions, level=level)
 
 
 def programme_deficit(
@@ -513,24 +514,6 @@ def programme_deficit(
 
 # --------------------------------------------------------------------------------------------------------
 # AnnData API
-
-
-def analysis_species(adata: ad.AnnData) -> str:
-    """The analysis species: ``uns['hscseq']['merge']['species']``, else the majority of obs['species']."""
-    try:
-        species = adata.uns["hscseq"]["merge"]["species"]
-    except (KeyError, TypeError):
-        species = None
-    if species is None and "species" in adata.obs:
-        counts = adata.obs["species"].astype(str).value_counts()
-        species = counts.index[0] if len(counts) else None
-    if species not in SPECIES:
-        raise input_error(
-            f"cannot tell the analysis species (found {species!r}).",
-            fix="the merge stage records uns['hscseq']['merge']['species']; otherwise give "
-            "obs['species'] ('mouse' or 'human') or pass species=... explicitly.",
-        )
-    return str(species)
 
 
 def _excluded(adata: ad.AnnData, key: str | None) -> list[str]:
@@ -747,10 +730,8 @@ def _reference_hsc_mask(
 ) -> np.ndarray:
     if condition_key not in adata.obs or label_key not in adata.obs:
         return np.zeros(adata.n_obs, dtype=bool)
-    labels = {lab.lower() for lab in hsc_labels}
     in_vivo = adata.obs[condition_key].astype(str).to_numpy() == reference_condition
-    lab = adata.obs[label_key].astype(str).str.strip().str.lower().to_numpy()
-    return in_vivo & np.isin(lab, list(labels))
+    return in_vivo & is_hsc_label(adata.obs[label_key].astype(str).to_numpy(), hsc_labels)
 
 
 def hsc_likeness(
@@ -1296,7 +1277,7 @@ def run_score(
         write_table(cov, coverage, index=False)
     if missing:
         write_table(adata.uns["missing_programme"]["genes"], missing, index=False)
-    plot_scores(adata, figure)
+    save_and_close(plot_scores(adata), figure)
     logger.info(
         "HSC-like fractions:\n%s",
         table[["sample", "hsc_like_fraction", "hsc_programme_share", "primitive_definitive_call"]].to_string(
@@ -1340,11 +1321,23 @@ def _plot_identity(ax, identity: pd.DataFrame) -> None:
     ax.legend(fontsize=6, loc="upper right")
 
 
-def plot_scores(adata: ad.AnnData, path: str) -> None:
-    """Figure: HSC identity score per sample, HSC-like share (95% CI), lineage z-scores, identity classes."""
-    import matplotlib
+def plot_scores(adata: ad.AnnData, *, show: bool | None = None, save: str | None = None):
+    """Figure: HSC identity score per sample, HSC-like share (95% CI), lineage z-scores, identity classes.
 
-    matplotlib.use("Agg")
+    Parameters
+    ----------
+    adata
+        Scored object (:func:`score_signatures`, :func:`hsc_likeness` (its score is shown),
+        :func:`missing_programme`, :func:`primitive_vs_definitive`).
+    show
+        Show the figure (``plt.show()``) and return ``None``.
+    save
+        Path to write the figure to (format from the suffix).
+
+    Returns
+    -------
+    The :class:`matplotlib.figure.Figure` (``None`` when ``show=True``).
+    """
     import matplotlib.pyplot as plt
 
     table = programme_table(adata)
@@ -1360,7 +1353,8 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
         gridspec_kw={"width_ratios": [1.2, 1, 1.4, 1.3][:n_panels]},
     )
     palette = {"in_vivo": "#1b9e77", "engineered": "#d95f02", "organoid": "#7570b3"}
-    data = [obs.loc[obs["sample"].astype(str) == s, "hsc_score"].dropna().to_numpy() for s in samples]
+    key = adata.uns["hsc_like"]["params"].get("score_key", "hsc_score")  # the score hsc_likeness used
+    data = [obs.loc[obs["sample"].astype(str) == s, key].dropna().to_numpy() for s in samples]
     box = axes[0].boxplot(data, patch_artist=True, showfliers=False)
     for patch, cond in zip(box["boxes"], table["condition"], strict=True):
         patch.set_facecolor(palette.get(cond, "#999999"))
@@ -1401,6 +1395,4 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
     if identity is not None:
         _plot_identity(axes[3], identity.set_index("sample").reindex(samples))
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return finish(fig, show=show, save=save)
