@@ -5,6 +5,7 @@ Workflow scripts call :func:`run_from_snakemake` once; ``common.smk`` calls :fun
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -87,7 +88,9 @@ def load_samples(sheet: str | os.PathLike):
             path=sheet,
             fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').",
         )
-    df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment=None)
+    # lines starting with '#' are comments (hscseq init writes commented examples); '#' elsewhere is data
+    lines = [ln for ln in sheet.read_text().splitlines(keepends=True) if not ln.lstrip().startswith("#")]
+    df = pd.read_csv(io.StringIO("".join(lines)), sep="\t", dtype=str, keep_default_na=False)
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in SHEET_COLUMNS if c not in df.columns]
     if missing:
