@@ -43,15 +43,21 @@ def validate_run(config: dict[str, Any], *, base_dir: str | os.PathLike | None =
     if "samples" not in config:
         result.problems.append("config: no 'samples' sheet. What to do: --config samples=/abs/samples.tsv")
         return result
+    sheet_path = resolve_config_path(config["samples"], base)
+    _check_rows(sheet_path, result)  # every missing / unreadable file, not only the first
+    if result.problems:
+        return result
     try:
-        sheet = load_samples(resolve_config_path(config["samples"], base))
+        sheet = load_samples(sheet_path)
     except HscseqInputError as exc:
         result.problems.append(str(exc))
         return result
     ingest = config.get("ingest", {})
     rows = []
     for row in sheet.itertuples(index=False):
-        entry = {k: getattr(row, k) for k in ("sample", "species", "condition", "technology") if hasattr(row, k)}
+        entry = {
+            k: getattr(row, k) for k in ("sample", "species", "condition", "technology") if hasattr(row, k)
+        }
         try:
             fmt = row.format or detect_format(row.path, sample=row.sample)
             adata = read_sample(
@@ -77,3 +83,35 @@ def validate_run(config: dict[str, Any], *, base_dir: str | os.PathLike | None =
             "reference samples (condition in_vivo) or set fidelity.reference to an annotated h5ad."
         )
     return result
+
+
+def _check_rows(sheet_path: Path, result: ValidationResult) -> None:
+    from hscseq._utils import HscseqInputError
+    from hscseq.ingest import detect_format
+
+    if not sheet_path.is_file():
+        return  # load_samples names the missing sheet
+    lines = [
+        ln for ln in sheet_path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    if not lines:
+        return
+    header = [c.strip() for c in lines[0].split("\t")]
+    if "sample" not in header or "path" not in header:
+        return
+    for line in lines[1:]:
+        row = dict(zip(header, (v.strip() for v in line.split("\t")), strict=False))
+        path = Path(row.get("path", ""))
+        if not path.is_absolute():
+            path = sheet_path.parent / path
+        if not path.exists():
+            result.problems.append(
+                f"sample {row['sample']!r}, file {str(path)!r}: the count matrix does not exist. What to do: "
+                f"correct the 'path' column of {sheet_path}."
+            )
+            continue
+        if row.get("format", "") in ("", "auto"):
+            try:
+                detect_format(path, sample=row["sample"])
+            except HscseqInputError as exc:
+                result.problems.append(str(exc))

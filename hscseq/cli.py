@@ -62,7 +62,7 @@ def main() -> None:
     """
 
 
-# init ----------------------------------------------------------------------------------------------------------
+# init -------------------------------------------------------------------------------------------
 
 
 @main.command()
@@ -97,7 +97,7 @@ def init(directory: Path, scenario: str, force: bool) -> None:
     )
 
 
-# validate ------------------------------------------------------------------------------------------------------
+# validate ---------------------------------------------------------------------------------------
 
 
 def _validate(config: dict[str, Any]):
@@ -138,7 +138,7 @@ def validate(configfiles: tuple[Path, ...], config: tuple[str, ...], extra: tupl
     click.echo(click.style(f"OK: {len(result.samples)} samples ready to run.", fg="green"))
 
 
-# run / demo ----------------------------------------------------------------------------------------------------
+# run / demo -------------------------------------------------------------------------------------
 
 
 def _run(
@@ -179,7 +179,9 @@ def _run(
 
 def _run_options(func):
     func = click.option("--dry-run", "-n", is_flag=True, help="Show the jobs that would run; run none.")(func)
-    func = click.option("--cores", "-c", type=click.IntRange(min=1), help="Cores to use (default: all).")(func)
+    func = click.option("--cores", "-c", type=click.IntRange(min=1), help="Cores to use (default: all).")(
+        func
+    )
     func = click.option(
         "--profile",
         default="local",

@@ -27,8 +27,8 @@ def checkout_dir() -> Path:
     root = Path(__file__).resolve().parent.parent
     if not (root / "Snakefile").is_file():
         msg = (
-            f"the hscseq workflow (Snakefile) is not next to the package at {root}. What to do: install hscseq "
-            "from its source checkout with `pip install -e .` (as `make install` does)."
+            f"the hscseq workflow (Snakefile) is not next to the package at {root}. What to do: "
+            "install hscseq from its source checkout with `pip install -e .` (as `make install` does)."
         )
         raise FileNotFoundError(msg)
     return root
@@ -203,7 +203,7 @@ class ProgressReporter(logging.Handler):
         self._bar = None
         self._task = None
 
-    # logging.Handler API -------------------------------------------------------------------------------------
+    # logging.Handler API -------------------------------------------------------------------------
     def attach(self, log: logging.Logger) -> None:
         log.addHandler(self)
         if self.use_bar:
@@ -240,7 +240,9 @@ class ProgressReporter(logging.Handler):
             label = self.running.pop(int(getattr(record, "job_id", -1)), "job")
             self._show(f"finished {label}")
         elif event == "job_error":
-            label = self.running.pop(int(getattr(record, "jobid", -1)), str(getattr(record, "rule_name", "job")))
+            label = self.running.pop(
+                int(getattr(record, "jobid", -1)), str(getattr(record, "rule_name", "job"))
+            )
             self._show(f"FAILED {label}")
             for log in getattr(record, "log", None) or []:
                 self._print_log_tail(str(log))
@@ -249,7 +251,7 @@ class ProgressReporter(logging.Handler):
             self.total = int(getattr(record, "total", 0))
             self._show(None)
 
-    # display -------------------------------------------------------------------------------------------------
+    # display -------------------------------------------------------------------------------------
     def elapsed(self) -> str:
         seconds = int(time.monotonic() - self.start)
         return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
