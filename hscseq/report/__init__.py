@@ -154,7 +154,8 @@ def _hsc(page: _Page, t, cells, config, figures, placed) -> None:
     body = _note("hsc_programme")
     if cells is not None and "hsc_score" in cells:
         queries = t["scorecard"]["sample"].tolist() if "scorecard" in t else []
-        fig = F.hsc_score_figure(cells, _hsc_labels(cells, config), query_samples=queries)
+        quantile = float((config.get("score") or {}).get("hsc_quantile", 0.1))
+        fig = F.hsc_score_figure(cells, _hsc_labels(cells, config), query_samples=queries, quantile=quantile)
         body += png_html(F.to_png(fig), "HSC score per sample against in vivo HSCs", name="hsc_scores")
     body += _figures_named(figures, ["scores", "hsc", "signature"], placed)
     for name, title in (
@@ -171,8 +172,7 @@ def _umap(page: _Page, final, cells, colours, samples_order, figures, placed) ->
     if final is None:
         return
     df = umap_cells(final, cells)
-    sample_colours = F.palette(samples_order) if samples_order else {}
-    body = umap_html(df, colours, {s: c for s, c in sample_colours.items() if s != F.NOVEL})
+    body = umap_html(df, colours, F.sample_palette(samples_order))
     static = _figures_named(figures, ["umap"], placed)
     if static:
         body += f"<details><summary>Static UMAP of the cluster stage</summary>{static}</details>"

@@ -37,6 +37,12 @@ def palette(cell_types: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def sample_palette(samples: Iterable[str]) -> dict[str, str]:
+    """Colours of samples (Tol's muted scheme first, so samples and cell types do not look alike)."""
+    colours = TOL_MUTED + OKABE_ITO[:7]
+    return {s: colours[i % len(colours)] for i, s in enumerate(samples)}
+
+
 def to_png(fig, *, dpi: int = 110) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -58,8 +64,9 @@ def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, sc
     import matplotlib.pyplot as plt
 
     comp = composition.copy()
-    if scorecard is not None and "timepoint" in scorecard:
-        comp = comp.merge(scorecard[["sample", "timepoint"]], on="sample", how="left")
+    if scorecard is not None:
+        keep = [c for c in ("sample", "condition", "timepoint") if c in scorecard]
+        comp = comp.merge(scorecard[keep].fillna(""), on="sample", how="left")
     samples = _order_samples(comp)
     wide = comp.pivot_table(index="sample", columns="cell_type", values="fraction", aggfunc="first").fillna(0)
     invivo = comp.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
@@ -122,7 +129,9 @@ def similarity_heatmap(composition: pd.DataFrame):
     return fig
 
 
-def hsc_score_figure(cells: pd.DataFrame, hsc_labels: Sequence[str], *, query_samples: Sequence[str]):
+def hsc_score_figure(
+    cells: pd.DataFrame, hsc_labels: Sequence[str], *, query_samples: Sequence[str], quantile: float = 0.1
+):
     """HSC score of each engineered/organoid sample against in vivo HSCs and all in vivo cells."""
     import matplotlib.pyplot as plt
 
@@ -140,14 +149,10 @@ def hsc_score_figure(cells: pd.DataFrame, hsc_labels: Sequence[str], *, query_sa
         body.set_facecolor("#009E73" if i == 0 else ("#999999" if i == 1 else "#0072B2"))
         body.set_alpha(0.6)
     if len(ref_hsc):
-        ax.axvline(ref_hsc.quantile(0.1), color="#009E73", ls="--", lw=1)
+        cut = ref_hsc.quantile(quantile)
+        ax.axvline(cut, color="#009E73", ls="--", lw=1)
         ax.text(
-            ref_hsc.quantile(0.1),
-            len(groups) + 0.6,
-            "10% quantile of in vivo HSCs",
-            fontsize=7,
-            color="#009E73",
-            ha="right",
+            cut, 0.45, f" HSC-like cut: {quantile:.0%} quantile of in vivo HSCs", fontsize=7, color="#009E73"
         )
     ax.set_yticks(range(1, len(groups) + 1), [f"{n} (n={len(v)})" for n, v in groups], fontsize=8)
     ax.invert_yaxis()

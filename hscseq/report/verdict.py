@@ -53,15 +53,22 @@ def control_band(controls: pd.DataFrame | None) -> tuple[float, float] | None:
 
 
 def sentence(row: Mapping, programme: Mapping | None = None, band: tuple[float, float] | None = None) -> str:
-    """What the numbers of one scorecard row mean, in one plain sentence."""
+    """What the numbers of one scorecard row mean, in plain words (numbers as in scorecard.tsv, rounded)."""
     name = row["sample"]
-    parts = []
+    out = []
     f, lo, hi = (_num(row, k) for k in ("fidelity_index", "fidelity_index_ci_low", "fidelity_index_ci_high"))
     if np.isfinite(f):
         text = f"fidelity index {f:.2f} (95% CI {lo:.2f}-{hi:.2f}"
         if band is not None:
-            text += f"; held-out real donors score {band[0]:.2f}-{band[1]:.2f}"
-        parts.append(text + ")")
+            text += f"; held-out real donors {band[0]:.2f}-{band[1]:.2f}"
+            verdict = (
+                "within the range of a real donor" if hi >= band[0] else "below the range of a real donor"
+            )
+            text += f"), {verdict}"
+        else:
+            text += ")"
+        out.append(text)
+    parts = []
     if programme is not None and np.isfinite(_num(programme, "hsc_like_fraction")):
         p = programme
         parts.append(
@@ -72,23 +79,26 @@ def sentence(row: Mapping, programme: Mapping | None = None, band: tuple[float, 
     if np.isfinite(prog):
         text = f"HSC programme {pct(prog)} established"
         missing = str((programme or {}).get("missing_genes", "") or "")
-        genes = [g for g in missing.replace(";", ",").split(",") if g.strip() and g.strip() != "nan"]
+        genes = [g.strip() for g in missing.replace(";", ",").split(",") if g.strip() and g.strip() != "nan"]
         if genes:
-            text += " - missing " + ", ".join(g.strip() for g in genes[:3])
+            text += " - missing " + ", ".join(genes[:3])
         parts.append(text)
-    ident = _num(row, "identity")
-    if np.isfinite(ident):
-        parts.append(f"identity {ident:.2f} of a real donor's")
-    comp = _num(row, "composition")
-    if np.isfinite(comp):
-        parts.append(f"composition {comp:.2f} similar to in vivo")
     novel = _num(row, "novel_share")
     if np.isfinite(novel):
         parts.append(
             f"{pct(novel)} (CI {pct(_num(row, 'novel_share_ci_low'))}-"
             f"{pct(_num(row, 'novel_share_ci_high'))}) off-target states with no in vivo counterpart"
         )
-    return f"{name}: " + "; ".join(parts) + "."
+    if parts:
+        out.append("; ".join(parts))
+    scores = [
+        f"{p} {_num(row, p):.2f}"
+        for p in ("identity", "similarity", "composition")
+        if np.isfinite(_num(row, p))
+    ]
+    if scores:
+        out.append(", ".join(scores) + " (1 = as close as a real donor)")
+    return f"{name}: " + ". ".join(s[0].upper() + s[1:] for s in out) + "."
 
 
 def _bar(row: Mapping, band, negative: float | None) -> str:
