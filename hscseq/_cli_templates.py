@@ -10,7 +10,7 @@ _CONFIG = """\
 # README, 'Configuration'); unknown keys are refused. Use it with
 #   hscseq validate --configfile {config}
 #   hscseq run --configfile {config} --cores 4          (or --profile slurm on a cluster)
-# Single values can be overridden on the command line: --config fidelity.n_bootstrap=500
+# Values can be overridden on the command line as with snakemake: --config 'fidelity={{n_bootstrap: 500}}'
 
 # The sample sheet: one row per sample, absolute paths (relative paths are relative to the sheet).
 samples: {samples}

@@ -90,7 +90,11 @@ def _check_rows(sheet_path: Path, result: ValidationResult) -> None:
     from hscseq.ingest import detect_format
 
     if not sheet_path.is_file():
-        return  # load_samples names the missing sheet
+        result.problems.append(
+            f"file {str(sheet_path)!r}: the sample sheet does not exist. What to do: pass an existing TSV "
+            "with --config samples=/abs/samples.tsv (hscseq init writes one)."
+        )
+        return
     lines = [
         ln for ln in sheet_path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
     ]
