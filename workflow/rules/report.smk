@@ -21,7 +21,11 @@ rule report:
             "results/figures/markers_dotplot.png",
         ],
     output:
-        html="results/report.html",
+        html=report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Fidelity",
+        ),
     log:
         "logs/report.log",
     benchmark:
