@@ -207,19 +207,20 @@ class ProgressReporter(logging.Handler):
     def attach(self, log: logging.Logger) -> None:
         log.addHandler(self)
         if self.use_bar:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
                 TextColumn("[bold]hscseq"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total} jobs"),
+                TextColumn("{task.fields[count]} jobs"),
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
-                console=None,
+                console=Console(file=self.stream),
                 transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task("starting", total=None)
+            self._task = self._bar.add_task("starting", total=None, count="?")
 
     def detach(self, log: logging.Logger) -> None:
         log.removeHandler(self)
@@ -259,7 +260,10 @@ class ProgressReporter(logging.Handler):
     def _show(self, what: str | None) -> None:
         current = ", ".join(self.running.values()) or "-"
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, total=self.total, description=current)
+            count = f"{self.done}/{self.total if self.total is not None else '?'}"
+            self._bar.update(
+                self._task, completed=self.done, total=self.total, description=current, count=count
+            )
             return
         if what is None:
             line = f"[{self.elapsed()}] {self.done}/{self.total or '?'} jobs done; running: {current}"

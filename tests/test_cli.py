@@ -1,5 +1,7 @@
 """The ``hscseq`` command as a new user meets it: init, validate, run, report."""
 
+import io
+import logging
 import re
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hscseq.cli import main
+from hscseq.runner import ProgressReporter
 
 from .conftest import DATA, REPO
 
@@ -73,6 +76,37 @@ def test_config_values_after_one_flag_are_parsed_like_snakemake(tmp_path):
     assert result.exit_code == 1
     assert "none.tsv" in result.output
     assert "qc.n_mads" in result.output and "x" in result.output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_shows_jobs_done_current_rule_and_elapsed(terminal):
+    """Snakemake's log events become a progress bar on a terminal and plain lines in a log."""
+    stream = _Terminal() if terminal else io.StringIO()
+    progress = ProgressReporter(stream=stream)
+    log = logging.getLogger("hscseq-test-progress")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    progress.attach(log)
+    log.info(None, extra={"event": "job_info", "jobid": 3, "rule_name": "qc", "wildcards": {"sample": "esc"}})
+    log.info(None, extra={"event": "progress", "done": 4, "total": 16})
+    log.info(None, extra={"event": "job_finished", "job_id": 3})
+    progress.detach(log)
+    progress.finish(ok=True)
+    out = stream.getvalue()
+    if terminal:
+        assert "━" in out and "4/16 jobs" in out  # rich's bar
+    else:
+        lines = out.splitlines()
+        assert re.fullmatch(r"\[0:00:\d\d\] 0/\? jobs done; started qc \(sample=esc\)", lines[0])
+        assert re.fullmatch(r"\[0:00:\d\d\] 4/16 jobs done; running: qc \(sample=esc\)", lines[1])
+        assert "finished qc (sample=esc)" in lines[2]
+        assert "\x1b" not in out  # no terminal escapes in logs
+    assert out.rstrip().endswith("finished: 4/16 jobs done")
 
 
 def _hscseq(*args: str, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
