@@ -238,8 +238,8 @@ def collect_warnings(
             out.append(
                 (
                     "caution",
-                    f"Confounded batches: {', '.join(conf)} share no batch with in vivo cells, so their "
-                    "differential expression mixes biology with batch effects.",
+                    f"Confounded batches: {', '.join(conf)} - no in vivo cells were processed in the same "
+                    "batch, so differences from in vivo (de.tsv) mix biology with batch effects.",
                 )
             )
     cov = tables.get("signature_coverage")
