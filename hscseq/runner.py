@@ -130,7 +130,7 @@ def run_workflow(opts: RunOptions, *, progress: ProgressReporter | None = None) 
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
     prof = read_profile(opts.profile)
-    executor = "local" if opts.dry_run else prof.get("executor", "local")
+    executor = prof.get("executor", "local")  # a dry run is checked against it, then runs nothing
     resources, groups, components = _resource_settings(prof, opts.cores)
     opts.directory.mkdir(parents=True, exist_ok=True)
     progress = progress or ProgressReporter(dry_run=opts.dry_run)
@@ -200,6 +200,7 @@ class ProgressReporter(logging.Handler):
         self.total: int | None = None
         self.running: dict[int, str] = {}
         self.planned: dict[str, int] = {}
+        self.resources: dict[str, dict] = {}  # dry run: resources of (the last job of) each rule
         self._bar = None
         self._task = None
 
@@ -234,6 +235,7 @@ class ProgressReporter(logging.Handler):
             label = rule + (f" ({', '.join(f'{k}={v}' for k, v in wildcards.items())})" if wildcards else "")
             if self.dry_run:
                 self.planned[rule] = self.planned.get(rule, 0) + 1
+                self.resources[rule] = dict(getattr(record, "resources", None) or {})
                 return
             self.running[jobid] = label
             self._show(f"started {label}")

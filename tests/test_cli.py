@@ -109,6 +109,27 @@ def test_progress_shows_jobs_done_current_rule_and_elapsed(terminal):
     assert out.rstrip().endswith("finished: 4/16 jobs done")
 
 
+@pytest.mark.parametrize(("profile", "runtime"), [("local", 60), ("slurm", 720)])
+def test_dry_run_applies_the_profile_resources(tmp_path, repo, profile, runtime):
+    """`hscseq run --profile P` schedules with the same threads and resources as snakemake's profile."""
+    from hscseq.runner import RunOptions, run_workflow
+
+    progress = ProgressReporter(dry_run=True, stream=io.StringIO())
+    opts = RunOptions(
+        directory=tmp_path,
+        config={"samples": str(repo / "config" / "samples.tsv")},
+        profile=profile,
+        cores=2,
+        dry_run=True,
+    )
+    assert run_workflow(opts, progress=progress)
+    assert progress.planned["ingest"] == 5 and progress.planned["report"] == 1
+    integrate = progress.resources["integrate"]
+    assert integrate["_cores"] == 2  # the profile's 8 threads, capped at --cores
+    assert integrate["runtime"] == runtime
+    assert not (tmp_path / "results").exists()
+
+
 def _hscseq(*args: str, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "hscseq.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
