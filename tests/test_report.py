@@ -256,15 +256,20 @@ def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, 
     sc["hsc_identity_definitive_fraction"] = [0.31, 0.02]
     sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
     presence = pd.DataFrame(
-        {"sample": ["organoid_w2"] * 2, "lineage": ["Erythroid", "Lymphoid"], "present": [True, False]}
+        {
+            "sample": ["organoid_w2"] * 3,
+            "lineage": ["Erythroid", "Lymphoid", "Mk"],
+            "status": ["present", "absent", "undetermined"],
+        }
     )
-    report_inputs["tables"]["presence"] = tmp_path / "presence.tsv"
-    presence.to_csv(report_inputs["tables"]["presence"], sep="\t", index=False)
+    report_inputs["tables"]["lineage_presence"] = tmp_path / "lineage_presence.tsv"
+    presence.to_csv(report_inputs["tables"]["lineage_presence"], sep="\t", index=False)
     out = tmp_path / "report.html"
     write_report(out, **report_inputs)
     text = out.read_text()
     assert "hsc identity definitive fraction: <b>0.31</b>" in text
-    assert '<span class="chip absent" title="False">Lymphoid</span>' in text
+    assert '<span class="chip absent" title="absent">Lymphoid</span>' in text
+    assert '<span class="chip absent" title="undetermined">Mk?</span>' in text
     assert '<span class="chip" style="background:' in text
 
 

@@ -56,6 +56,9 @@ KNOWN_TABLES = {
     "integration_metrics",
     "markers",
     "presence",
+    "lineage_presence",
+    "lineage_summary",
+    "lineage_trends",
 }
 
 
@@ -108,7 +111,7 @@ def _verdict(page: _Page, t: Mapping[str, pd.DataFrame], colours, figures, place
             sc,
             controls=t.get("fidelity_controls"),
             programme=t.get("hsc_programme"),
-            presence=t.get("presence"),
+            presence=t.get("lineage_presence", t.get("presence")),
             colours=colours,
         )
     stage_fig = _figures_named(figures, ["fidelity"], placed)
@@ -143,11 +146,13 @@ def _composition(page: _Page, t, colours, figures, placed) -> None:
         + table_html(comp, "composition"),
     )
     page.section("similarity", "Similarity per cell type", _note("similarity") + heat)
-    body = _note("timecourse") + _figures_named(figures, ["timecourse"], placed)
-    if "timecourse" in t:
-        body += table_html(t["timecourse"], "timecourse")
+    # the organoid stage's time-course figures and lineage tables have their slot here
+    body = _note("timecourse") + _figures_named(figures, ["timecourse", "lineage"], placed)
+    for name in ("lineage_summary", "lineage_presence", "lineage_trends", "timecourse"):
+        if name in t:
+            body += table_html(t[name], name, open_=name == "lineage_summary")
     if body != _note("timecourse"):
-        page.section("timecourse", "Time course", body)
+        page.section("timecourse", "Lineages and time course", body)
 
 
 def _hsc(page: _Page, t, cells, config, figures, placed) -> None:

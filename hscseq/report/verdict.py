@@ -145,24 +145,33 @@ def _extra_calls(row: Mapping) -> str:
     return "".join(out)
 
 
+PRESENT = ("present", "over-represented", "under-represented", "true", "1", "yes")
+
+
 def _presence_chips(presence: pd.DataFrame | None, sample: str, colours: Mapping[str, str]) -> str:
+    """Lineage presence calls of another stage (``lineage_presence.tsv``), when the run has them."""
     if presence is None or presence.empty or "sample" not in presence:
         return ""
     what = next((c for c in ("lineage", "cell_type", "type") if c in presence), None)
-    call = next((c for c in ("present", "presence", "call") if c in presence), None)
+    call = next((c for c in ("status", "present", "presence", "call") if c in presence), None)
     if what is None or call is None:
         return ""
-    rows = presence[presence["sample"] == sample]
     chips = []
-    for _, r in rows.iterrows():
-        present = str(r[call]).lower() in ("true", "present", "1", "yes")
-        style = "" if not present else f' style="background:{colours.get(str(r[what]), "#0072B2")}"'
-        cls = "chip" if present else "chip absent"
-        chips.append(f'<span class="{cls}"{style} title="{esc(r[call])}">{esc(r[what])}</span>')
+    for _, r in presence[presence["sample"] == sample].iterrows():
+        status = str(r[call]).lower()
+        if status in PRESENT:
+            style = f' style="background:{colours.get(str(r[what]), "#0072B2")}"'
+            chips.append(f'<span class="chip"{style} title="{esc(r[call])}">{esc(r[what])}</span>')
+        elif status in ("absent", "false", "0", "no"):
+            chips.append(f'<span class="chip absent" title="{esc(r[call])}">{esc(r[what])}</span>')
+        else:
+            chips.append(f'<span class="chip absent" title="{esc(r[call])}">{esc(r[what])}?</span>')
+    if not chips:
+        return ""
     return (
-        "<div><b>Lineages</b> (filled: present, dashed: absent): " + "".join(chips) + "</div>"
-        if chips
-        else ""
+        "<div><b>Lineages</b> (filled: present; dashed: absent; ?: undetermined): "
+        + "".join(chips)
+        + "</div>"
     )
 
 
@@ -208,6 +217,8 @@ def cards_html(
                 _num(prow, "hsc_like_ci_high"),
             )
         parts += _extra_calls(row)
+        if prow is not None:
+            parts += _extra_calls({k: v for k, v in prow.items() if k != "hsc_like_fraction"})
         body += f'<div class="kv">{parts}</div>'
         body += _presence_chips(presence, row["sample"], colours or {})
         body += f'<p class="sentence" data-sample="{esc(row["sample"])}">{esc(sentence(row, prow, band))}</p>'
