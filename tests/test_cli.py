@@ -153,8 +153,21 @@ def test_new_user_goes_from_init_to_a_report(tmp_path_factory):
     with (proj / "samples.tsv").open("a") as fh:
         rows.to_csv(fh, sep="\t", index=False, header=False)
 
+    # the workflow tests' overlay, made cheaper still (2 shared cores): Scrublet only, fewer epochs / rounds
+    cheap = base / "cheap.yaml"
+    cheap.write_text(
+        "qc:\n  doublet_methods: [scrublet]\nintegrate:\n  max_epochs: 40\n"
+        "score:\n  n_bootstrap: 100\n  n_null: 30\nfidelity:\n  n_bootstrap: 30\n"
+    )
     test_overlay = str(DATA / "workflow_config.yaml")
-    config = ["--configfile", str(proj / "config.yaml"), "--configfile", test_overlay]
+    config = [
+        "--configfile",
+        str(proj / "config.yaml"),
+        "--configfile",
+        test_overlay,
+        "--configfile",
+        str(cheap),
+    ]
     check = _hscseq("validate", *config, cwd=proj)
     assert check.returncode == 0, check.stdout + check.stderr
     table = check.stdout
