@@ -6,6 +6,7 @@ Every function takes tables (or the per-cell table) and returns a matplotlib Fig
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -52,11 +53,16 @@ def to_png(fig, *, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def _natural(text: object) -> tuple:
+    """'week10' after 'week2': digits compare as numbers."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
+
+
 def _order_samples(df: pd.DataFrame) -> list[str]:
+    """Samples by condition, then time point (natural order), then name."""
     cols = [c for c in ("condition", "timepoint", "sample") if c in df]
-    return (
-        df.sort_values(cols)["sample"].drop_duplicates().tolist() if cols else df["sample"].unique().tolist()
-    )
+    rows = df[cols].drop_duplicates("sample").fillna("")
+    return sorted(rows["sample"], key=lambda s: tuple(_natural(v) for v in rows.set_index("sample").loc[s]))
 
 
 def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, scorecard=None):
