@@ -138,11 +138,15 @@ def run_workflow(opts: RunOptions, *, progress: ProgressReporter | None = None) 
         dryrun=opts.dry_run,
         printshellcmds=bool(prof.get("printshellcmds", False)),
         show_failed_logs=bool(prof.get("show-failed-logs", True)),
-        # the job blocks and progress lines of Snakemake are replaced by ProgressReporter's lines / bar
-        quiet={Quietness.RULES} if opts.dry_run else {Quietness.RULES, Quietness.PROGRESS},
+        # Snakemake's job blocks are replaced by ProgressReporter's lines / bar; its progress events must stay
+        # on (quieting PROGRESS stops the scheduler emitting them): ProgressReporter filters them from the
+        # default stream handler instead
+        quiet={Quietness.RULES},
     )
+    from snakemake.logging import logger as smk_logger  # "snakemake.logging", where Snakemake logs
+
     with SnakemakeApi(output) as api:
-        progress.attach(logging.getLogger("snakemake"))
+        progress.attach(smk_logger)
         try:
             workflow = api.workflow(
                 resource_settings=resources,
@@ -177,7 +181,7 @@ def run_workflow(opts: RunOptions, *, progress: ProgressReporter | None = None) 
             progress.finish(ok=False)
             return False
         finally:
-            progress.detach(logging.getLogger("snakemake"))
+            progress.detach(smk_logger)
     progress.finish(ok=True)
     return True
 
@@ -206,6 +210,8 @@ class ProgressReporter(logging.Handler):
 
     # logging.Handler API -------------------------------------------------------------------------
     def attach(self, log: logging.Logger) -> None:
+        for handler in log.handlers:
+            handler.addFilter(self._not_progress)
         log.addHandler(self)
         if self.use_bar:
             from rich.console import Console
@@ -225,6 +231,13 @@ class ProgressReporter(logging.Handler):
 
     def detach(self, log: logging.Logger) -> None:
         log.removeHandler(self)
+        for handler in log.handlers:
+            handler.removeFilter(self._not_progress)
+
+    @staticmethod
+    def _not_progress(record: logging.LogRecord) -> bool:
+        """Filter for Snakemake's own stream handler: progress and job-finished lines are ours to show."""
+        return str(getattr(record, "event", "") or "") not in ("progress", "job_finished")
 
     def emit(self, record: logging.LogRecord) -> None:
         event = str(getattr(record, "event", "") or "")
@@ -249,6 +262,8 @@ class ProgressReporter(logging.Handler):
             self._show(f"FAILED {label}")
             for log in getattr(record, "log", None) or []:
                 self._print_log_tail(str(log))
+        elif event == "run_info" and isinstance(getattr(record, "stats", None), Mapping):
+            self.total = int(record.stats.get("total", 0)) or self.total
         elif event == "progress":
             self.done = int(getattr(record, "done", self.done))
             self.total = int(getattr(record, "total", 0))

@@ -103,6 +103,7 @@ def test_progress_shows_jobs_done_current_rule_and_elapsed(terminal):
     else:
         lines = out.splitlines()
         assert re.fullmatch(r"\[0:00:\d\d\] 0/\? jobs done; started qc \(sample=esc\)", lines[0])
+        # (Snakemake announces the total with its job stats, before the first job: see the DAG test)
         assert re.fullmatch(r"\[0:00:\d\d\] 4/16 jobs done; running: qc \(sample=esc\)", lines[1])
         assert "finished qc (sample=esc)" in lines[2]
         assert "\x1b" not in out  # no terminal escapes in logs
@@ -180,7 +181,8 @@ def test_new_user_goes_from_init_to_a_report(tmp_path_factory):
 
     run = _hscseq("run", "--cores", "2", *config, cwd=proj, timeout=2400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
-    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/\d+ jobs done; started qc \(sample=engineered_7TF\)", run.stderr)
+    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/16 jobs done; started qc \(sample=engineered_7TF\)", run.stderr)
+    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/16 jobs done; finished integrate", run.stderr)
     done = re.search(r"finished: (\d+)/(\d+) jobs done", run.stderr)
     assert done and done.group(1) == done.group(2) == "16", run.stderr[-2000:]  # 4 ingest, 4 qc, 8 others
     report = proj / "results" / "report.html"
