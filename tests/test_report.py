@@ -353,12 +353,12 @@ def _browse(html: Path, screenshot: Path) -> dict:
         # sorting a table by clicking its header
         details = driver.find_element(By.CSS_SELECTOR, 'details[data-table="composition"]')
         driver.execute_script("arguments[0].open = true", details)
-        header = details.find_elements(By.TAG_NAME, "th")[2]
+        headers = [h.text for h in details.find_elements(By.TAG_NAME, "th")]
+        col_index = headers.index("fraction")
+        header = details.find_elements(By.TAG_NAME, "th")[col_index]
         driver.execute_script("arguments[0].click()", header)
-        col = [
-            r.find_elements(By.TAG_NAME, "td")[2].text
-            for r in details.find_elements(By.CSS_SELECTOR, "tbody tr")
-        ]
+        rows = details.find_elements(By.CSS_SELECTOR, "tbody tr")
+        col = [r.find_elements(By.TAG_NAME, "td")[col_index].text for r in rows]
         seen["sorted_column"] = col
         driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(screenshot))

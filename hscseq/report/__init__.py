@@ -159,8 +159,13 @@ def _hsc(page: _Page, t, cells, config, figures, placed) -> None:
     body = _note("hsc_programme")
     if cells is not None and "hsc_score" in cells:
         queries = t["scorecard"]["sample"].tolist() if "scorecard" in t else []
-        quantile = float((config.get("score") or {}).get("hsc_quantile", 0.1))
-        fig = F.hsc_score_figure(cells, _hsc_labels(cells, config), query_samples=queries, quantile=quantile)
+        prog = t.get("hsc_programme")
+        threshold = None
+        if prog is not None and "hsc_threshold" in prog and prog["hsc_threshold"].notna().any():
+            threshold = float(prog["hsc_threshold"].dropna().iloc[0])
+        fig = F.hsc_score_figure(
+            cells, _hsc_labels(cells, config), query_samples=queries, threshold=threshold
+        )
         body += png_html(F.to_png(fig), "HSC score per sample against in vivo HSCs", name="hsc_scores")
     body += _figures_named(figures, ["scores", "hsc", "signature"], placed)
     for name, title in (

@@ -136,14 +136,18 @@ def similarity_heatmap(composition: pd.DataFrame):
 
 
 def hsc_score_figure(
-    cells: pd.DataFrame, hsc_labels: Sequence[str], *, query_samples: Sequence[str], quantile: float = 0.1
+    cells: pd.DataFrame,
+    hsc_labels: Sequence[str],
+    *,
+    query_samples: Sequence[str],
+    threshold: float | None = None,
 ):
     """HSC score of each engineered/organoid sample against in vivo HSCs and all in vivo cells."""
     import matplotlib.pyplot as plt
 
     invivo = cells[cells["condition"] == "in_vivo"]
     ref_hsc = invivo[invivo["predicted_label"].isin(hsc_labels)]["hsc_score"].dropna()
-    groups = [("in vivo HSCs", ref_hsc), ("all in vivo cells", invivo["hsc_score"].dropna())]
+    groups = [("in vivo cells mapped to HSC", ref_hsc), ("all in vivo cells", invivo["hsc_score"].dropna())]
     groups += [(s, cells.loc[cells["sample"] == s, "hsc_score"].dropna()) for s in query_samples]
     groups = [(n, v) for n, v in groups if len(v)]
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(groups) + 1.2))
@@ -154,12 +158,9 @@ def hsc_score_figure(
     for i, body in enumerate(parts["bodies"]):
         body.set_facecolor("#009E73" if i == 0 else ("#999999" if i == 1 else "#0072B2"))
         body.set_alpha(0.6)
-    if len(ref_hsc):
-        cut = ref_hsc.quantile(quantile)
-        ax.axvline(cut, color="#009E73", ls="--", lw=1)
-        ax.text(
-            cut, 0.45, f" HSC-like cut: {quantile:.0%} quantile of in vivo HSCs", fontsize=7, color="#009E73"
-        )
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(threshold, color="#009E73", ls="--", lw=1)
+        ax.text(threshold, 0.45, " HSC-like threshold (score stage)", fontsize=7, color="#009E73")
     ax.set_yticks(range(1, len(groups) + 1), [f"{n} (n={len(v)})" for n, v in groups], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("native HSC signature score")
