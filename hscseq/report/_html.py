@@ -34,6 +34,9 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
+MAX_DOWNLOAD_BYTES = 4_000_000  # a table's TSV embedded for download up to this size (base64)
+
+
 def esc(text: object) -> str:
     return html.escape(str(text))
 
@@ -63,7 +66,11 @@ def table_html(
         index=False, float_format=lambda x: f"{x:.3g}", na_rep="", border=0, classes="sortable", escape=True
     )
     more = f" (first {max_rows} shown; the download has all)" if len(df) > max_rows else ""
-    link = f'<a class="dl" download="{esc(name)}.tsv" href="{tsv_data_uri(df)}">download TSV</a>'
+    uri = tsv_data_uri(df)
+    if len(uri) > MAX_DOWNLOAD_BYTES:  # keep the report small: point to the file instead
+        link = f'<span class="dl">full table: results/tables/{esc(name)}.tsv</span>'
+    else:
+        link = f'<a class="dl" download="{esc(name)}.tsv" href="{uri}">download TSV</a>'
     summary = f"Table: {esc(title or name)} &middot; {len(df)} rows{more}"
     return (
         f'<details class="table" data-table="{esc(name)}"{" open" if open_ else ""}>'
