@@ -25,7 +25,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +280,9 @@ class _Model:
     s_idx: np.ndarray
     g2m_idx: np.ndarray
     mito_idx: np.ndarray
+    # hooks of the identity (look-alike) scenario; the defaults keep every other simulation unchanged
+    type_logmeans: Callable | None = None
+    offtarget: tuple[str, ...] = OFFTARGET_TYPES
 
 
 def _build_model(genes: list[str], seed: int) -> _Model:
@@ -364,7 +367,8 @@ def _simulate_sample(model: _Model, spec: SampleSpec, batch_lfc: np.ndarray, rng
     libsize[low_quality] *= rng.uniform(0.15, 0.35, size=low_quality.sum())
 
     logmean = np.empty((n, n_genes))
-    type_means = {t: _type_logmeans(model, t, spec, perturbation_lfc) for t in types}
+    type_fn = model.type_logmeans or _type_logmeans
+    type_means = {t: type_fn(model, t, spec, perturbation_lfc) for t in types}
     for t in types:
         logmean[cell_types == t] = type_means[t]
     logmean += batch_lfc[None, :]
@@ -398,7 +402,7 @@ def _simulate_sample(model: _Model, spec: SampleSpec, batch_lfc: np.ndarray, rng
             "is_doublet": is_doublet,
             "doublet_partner_type": partner_type.astype(str),
             "is_low_quality": low_quality,
-            "is_offtarget": np.isin(cell_types, OFFTARGET_TYPES),
+            "is_offtarget": np.isin(cell_types, model.offtarget),
             "sample": spec.sample,
             "condition": spec.condition,
             "batch": spec.batch,
@@ -445,7 +449,12 @@ def _annotate_genes(adata: ad.AnnData, species: str) -> ad.AnnData:
 
 
 def simulate(
-    specs: Sequence[SampleSpec], *, n_genes: int = 2000, batch_effect: float = 0.35, seed: int = 0
+    specs: Sequence[SampleSpec],
+    *,
+    n_genes: int = 2000,
+    batch_effect: float = 0.35,
+    seed: int = 0,
+    model_builder: Callable[[list[str], int], _Model] | None = None,
 ) -> dict[str, ad.AnnData]:
     """Simulate samples with ground truth.
 
@@ -459,6 +468,9 @@ def simulate(
         Standard deviation of the per-batch, per-gene log fold change.
     seed
         Seed of every random draw; the same seed gives the same data.
+    model_builder
+        Builds the generative model from the gene universe and the seed (default: the standard model; the
+        identity scenario, :func:`simulate_identity`, adds genes and cell types).
 
     Returns
     -------
@@ -466,10 +478,16 @@ def simulate(
     the programmes, compositions and missing genes in ``uns["simulation"]``.
     """
     genes = gene_universe(n_genes, seed=seed)
-    model = _build_model(genes, seed)
+    model = (model_builder or _build_model)(genes, seed)
     batches = sorted({s.batch for s in specs})
     batch_rng = np.random.default_rng([seed, 2])
     batch_lfc = {b: batch_rng.normal(0.0, batch_effect, size=len(genes)) for b in batches}
+    if len(model.genes) > len(genes):  # genes added by a model builder get their own batch draws
+        extra_rng = np.random.default_rng([seed, 15])
+        n_extra = len(model.genes) - len(genes)
+        batch_lfc = {
+            b: np.r_[v, extra_rng.normal(0.0, batch_effect, size=n_extra)] for b, v in batch_lfc.items()
+        }
     out = {}
     for k, spec in enumerate(specs):
         rng = np.random.default_rng([seed, 3, k])
@@ -560,6 +578,218 @@ def demo(*, scale: float = 1.0, seed: int = 0, organoid_species: str = "human") 
         *organoid_specs(n(900), species=organoid_species),
     ]
     return simulate(specs, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------------
+# identity scenario (issue #13): endothelial and EHT-stalled look-alikes, a few true pre-HSCs, and committed
+# progenitors carrying part of the HSC programme. Only simulate_identity() builds it (own model builder,
+# extra genes); the demo and every other simulation keep their gene universe and random streams unchanged.
+
+#: Extra programmes of the identity scenario (mouse MGI symbols; sources: resources/signatures/PROVENANCE.md,
+#: section "identity scenario of the simulator"). Deliberately not identical to the scoring lists.
+IDENTITY_PROGRAMMES: dict[str, tuple[str, ...]] = {
+    "haematopoietic": ("Ptprc", "Spn", "Myb", "Gfi1b", "Ikzf1", "Laptm5", "Coro1a", "Cd53"),
+    "endothelial_extra": ("Cldn5", "Dll4", "Hey1", "Gja4", "Plvap", "Aplnr", "Nrp2"),
+    "eht": ("Runx1", "Gfi1", "Cd44", "Itga2b", "Kit"),
+}
+
+#: Genes of the simulated HSC programme that endothelium also expresses (sources in PROVENANCE.md).
+SHARED_HSC_ENDOTHELIAL: tuple[str, ...] = (
+    "Procr",
+    "Esam",
+    "Vwf",
+    "Ly6a",
+    "Mecom",
+    "Gata2",
+    "Fgd5",
+    "Sox18",
+    "Ramp2",
+    "Hoxb5",
+    "Meis1",
+)
+
+#: New cell types of the identity scenario: weighted programme mixtures (gene-level rules in
+#: :func:`_identity_logmeans`).
+IDENTITY_CELL_TYPES: dict[str, dict[str, float]] = {
+    "endothelial_lookalike": {"hemogenic_endothelium": 1.0, "endothelial_extra": 1.0, "HSC": 0.15},
+    "eht_stalled": {"hemogenic_endothelium": 1.0, "endothelial_extra": 0.7, "HSC": 0.15},
+    "pre_HSC": {
+        "HSC": 1.0,
+        "eht": 1.0,
+        "hemogenic_endothelium": 0.8,
+        "endothelial_extra": 0.8,
+        "haematopoietic": 0.6,
+    },
+    "committed_GMP": {"GMP": 1.0, "MPP": 0.3, "haematopoietic": 1.0},
+    "committed_ery": {"MEP": 1.0, "erythroid": 0.6, "haematopoietic": 1.0},
+}
+
+#: Look-alikes (ground truth "not an HSC although HSC genes are on").
+LOOKALIKE_TYPES: tuple[str, ...] = ("endothelial_lookalike", "eht_stalled", "committed_GMP", "committed_ery")
+
+#: Composition of the engineered look-alike sample.
+IDENTITY_COMPOSITION: dict[str, float] = {
+    "HSC": 0.25,
+    "endothelial_lookalike": 0.2,
+    "eht_stalled": 0.15,
+    "pre_HSC": 0.1,
+    "committed_GMP": 0.15,
+    "committed_ery": 0.15,
+}
+
+
+def _identity_model(genes: list[str], seed: int) -> _Model:
+    """The standard model (same draws for the standard genes) plus the identity-scenario genes."""
+    model = _build_model(genes, seed)
+    known = set(genes)
+    extra = [g for g in dict.fromkeys(g for p in IDENTITY_PROGRAMMES.values() for g in p) if g not in known]
+    rng = np.random.default_rng([seed, 13])
+    all_genes = genes + extra
+    index = {g: i for i, g in enumerate(all_genes)}
+    base = np.r_[model.base, rng.normal(-2.0, 0.5, size=len(extra))]
+    theta = np.r_[model.theta, np.exp(rng.normal(1.0, 0.5, size=len(extra)))]
+    lfc = {k: np.r_[v, np.zeros(len(extra))] for k, v in model.lfc.items()}
+    for name, programme in IDENTITY_PROGRAMMES.items():
+        vec = np.zeros(len(all_genes))
+        vec[[index[g] for g in programme]] = rng.uniform(2.5, 4.0, size=len(programme))
+        lfc[name] = vec
+    return _Model(
+        all_genes,
+        base,
+        theta,
+        lfc,
+        model.s_idx,
+        model.g2m_idx,
+        model.mito_idx,
+        type_logmeans=_identity_logmeans,
+        offtarget=(*OFFTARGET_TYPES, *LOOKALIKE_TYPES),
+    )
+
+
+def _identity_logmeans(
+    model: _Model, cell_type: str, spec: SampleSpec, perturbation_lfc: np.ndarray
+) -> np.ndarray:
+    """Log means of the identity scenario.
+
+    Blood cell types get the haematopoietic programme and HSCs Runx1 at HSC-programme level. Endothelial and
+    EHT-stalled look-alikes express the shared HSC/endothelial genes at the native HSC level and Runx1/Cd34 at
+    half of it (EHT-stalled cells also Gfi1 at half); committed progenitors carry every second gene of the HSC
+    programme at HSC level on top of their lineage programme.
+    """
+    index = {g: i for i, g in enumerate(model.genes)}
+    hsc = model.lfc["HSC"]
+    level = float(hsc[hsc > 0].mean())
+    if cell_type in CELL_TYPES:
+        logmean = _type_logmeans(model, cell_type, spec, perturbation_lfc)
+        if cell_type != "hemogenic_endothelium":
+            logmean += model.lfc["haematopoietic"]
+        if cell_type == "HSC":
+            logmean[index["Runx1"]] += level
+        return logmean
+    logmean = model.base.copy()
+    for programme, weight in IDENTITY_CELL_TYPES[cell_type].items():
+        logmean += weight * model.lfc[programme]
+    if cell_type in ("endothelial_lookalike", "eht_stalled"):
+        for gene in SHARED_HSC_ENDOTHELIAL:
+            i = index[gene]
+            logmean[i] = max(logmean[i], model.base[i] + hsc[i])
+        half = ("Runx1", "Cd34", "Gfi1") if cell_type == "eht_stalled" else ("Runx1", "Cd34")
+        for gene in half:
+            logmean[index[gene]] = model.base[index[gene]] + 0.5 * level
+    elif cell_type.startswith("committed_"):
+        for gene in PROGRAMMES["HSC"][::2]:
+            i = index[gene]
+            logmean[i] = max(logmean[i], model.base[i] + hsc[i])
+    return logmean
+
+
+def identity_specs(n_cells: int = 800, *, n_reference: int = 600, species: str = "mouse") -> list[SampleSpec]:
+    """Two in vivo reference donors (calibration) and an engineered sample of :data:`IDENTITY_COMPOSITION`.
+
+    Engineered HSCs carry the incomplete programme of :func:`engineered_spec` (strength 0.8, the
+    :data:`DEFAULT_MISSING_HSC_GENES` off), as in the demo.
+    """
+    return [
+        *reference_specs(n_reference, species=species),
+        SampleSpec(
+            sample="engineered_lookalikes",
+            condition="engineered",
+            n_cells=n_cells,
+            composition=IDENTITY_COMPOSITION,
+            batch="engineered_lookalikes",
+            species=species,
+            missing_hsc_genes=DEFAULT_MISSING_HSC_GENES,
+        ),
+    ]
+
+
+def simulate_identity(
+    specs: Sequence[SampleSpec] | None = None, *, n_genes: int = 2000, seed: int = 0
+) -> dict[str, ad.AnnData]:
+    """Simulate the identity scenario (default :func:`identity_specs`); truth in ``obs['true_cell_type']``."""
+    return simulate(
+        identity_specs() if specs is None else specs,
+        n_genes=n_genes,
+        seed=seed,
+        model_builder=_identity_model,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# plate-based sample (issue #13): full-length plate data as labs export it - few cells, a whole transcriptome,
+# Ensembl IDs mixed with symbols, ERCC spike-ins and non-integer expected counts (RSEM / Salmon)
+
+
+def plate_sample(
+    n_cells: int = 60,
+    *,
+    n_genes: int = 25_000,
+    n_ercc: int = 92,
+    id_share: float = 0.3,
+    seed: int = 0,
+    sample: str = "plate_hsc",
+    condition: str = "engineered",
+    composition: Mapping[str, float] | None = None,
+) -> ad.AnnData:
+    """A plate-based mouse sample (default HSC, MPP, hemogenic endothelium) of ``n_cells`` x ``n_genes``.
+
+    The biology comes from :func:`simulate` (2,000 genes, one cell per well: no doublets); the rest of the
+    transcriptome is filled with sparse low counts, ``id_share`` of the gene names are replaced by their
+    Ensembl IDs, ``n_ercc`` ERCC spike-ins (``ERCC-00002`` ...) are appended, and counts become expected
+    counts (``counts * U(0.8, 1.2)``, non-integer) at plate read depth (median 200,000).
+    """
+    spec = SampleSpec(
+        sample=sample,
+        condition=condition,
+        n_cells=n_cells,
+        composition=composition or {"HSC": 0.5, "MPP": 0.3, "hemogenic_endothelium": 0.2},
+        batch=sample,
+        doublet_rate=0.0,
+        low_quality_rate=0.05,
+        median_umis=200_000.0,
+    )
+    core = simulate([spec], seed=seed)[sample]
+    rng = np.random.default_rng([seed, 21])
+    table = _read_table("mouse_symbol_ensembl_10x.tsv").drop_duplicates("gene_symbol")
+    table = table[~table["gene_symbol"].isin(core.var_names)]
+    n_fill = max(0, n_genes - core.n_vars)
+    fill = table.iloc[np.sort(rng.choice(len(table), size=min(n_fill, len(table)), replace=False))]
+    lam = np.exp(rng.normal(-1.0, 1.5, size=len(fill))) * 20.0
+    fill_counts = sp.csr_matrix(
+        rng.poisson(lam[None, :] * rng.random((n_cells, 1)) * (rng.random((n_cells, len(fill))) < 0.2))
+    )
+    ercc = [f"ERCC-{i:05d}" for i in sorted(rng.choice(np.arange(2, 172), size=n_ercc, replace=False))]
+    ercc_counts = sp.csr_matrix(rng.poisson(50.0, size=(n_cells, n_ercc)))
+    X = sp.hstack([core.X, fill_counts, ercc_counts]).tocsr().astype(np.float64)
+    X.data = X.data * rng.uniform(0.8, 1.2, size=X.nnz)
+    symbols = list(core.var_names) + fill["gene_symbol"].tolist()
+    ids = list(core.var["gene_ids"]) + fill["ensembl_gene_id"].tolist()
+    as_id = rng.random(len(symbols)) < id_share
+    names = [i if (a and i) else s for s, i, a in zip(symbols, ids, as_id, strict=True)] + ercc
+    out = ad.AnnData(X=X.astype(np.float32), obs=core.obs.copy(), var=pd.DataFrame(index=names))
+    out.var["gene_ids"] = [*ids, *ercc]
+    out.uns["simulation"] = {**core.uns["simulation"], "technology": "plate", "n_ercc": n_ercc}
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from importlib.metadata import version as _version
@@ -663,6 +664,50 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: ERCC spike-in controls (External RNA Controls Consortium): ERCC-00002 ... ERCC-00171.
+_SPIKE_IN = re.compile(r"^ERCC-\d{5}$", re.IGNORECASE)
+
+#: Sequencing technologies of the sample sheet's ``technology`` column.
+TECHNOLOGIES = ("droplet", "plate")
+
+
+def _set_aside_spike_ins(raw: _Raw, *, sample: str) -> np.ndarray | None:
+    """Remove ERCC spike-ins from the features; return their per-cell counts (None if there are none)."""
+    names = [s or i for s, i in zip(raw.symbols, raw.ids, strict=True)]
+    spike = np.array([bool(_SPIKE_IN.match(str(n).strip())) for n in names], dtype=bool)
+    if not spike.any():
+        return None
+    counts = np.asarray(raw.X[:, np.flatnonzero(spike)].sum(axis=1)).ravel()
+    keep = np.flatnonzero(~spike)
+    raw.X = raw.X[:, keep]
+    raw.symbols = [raw.symbols[i] for i in keep]
+    raw.ids = [raw.ids[i] for i in keep]
+    if raw.feature_types is not None:
+        raw.feature_types = [raw.feature_types[i] for i in keep]
+    raw.notes["set_aside_spike_ins"] = int(spike.sum())
+    logger.info("sample %s: set aside %d ERCC spike-ins (obs['spike_in_counts'])", sample, int(spike.sum()))
+    return counts
+
+
+def _round_expected_counts(raw: _Raw, *, sample: str) -> None:
+    """Plate data: non-integer expected counts (RSEM / Salmon) rounded to the nearest integer (half to even).
+
+    Values that round to 0 are dropped from the sparse matrix. Negative or non-finite values stay errors.
+    """
+    data = raw.X.data
+    fractional = np.isfinite(data) & (data >= 0) & (data != np.round(data))
+    if not fractional.any():
+        return
+    raw.X.data = np.where(fractional, np.rint(data), data)
+    raw.X.eliminate_zeros()
+    raw.notes["rounded_expected_counts"] = int(fractional.sum())
+    logger.info(
+        "sample %s: rounded %d non-integer expected counts to the nearest integer (plate technology)",
+        sample,
+        int(fractional.sum()),
+    )
+
+
 def _validate(raw: _Raw, *, sample: str, path: Path) -> _Raw:
     if raw.feature_types is not None:
         types = np.asarray(raw.feature_types)
@@ -814,6 +859,7 @@ def read_sample(
     min_known_gene_fraction: float = 0.5,
     counts_layer: str = "auto",
     table_orientation: str = "auto",
+    technology: str = "droplet",
 ) -> ad.AnnData:
     """Read one sample's count matrix in any supported format into the per-sample AnnData.
 
@@ -835,6 +881,10 @@ def read_sample(
         h5ad/loom: ``auto`` (X, then ``layers["counts"]``, then ``.raw``), ``X``, ``raw`` or a layer name.
     table_orientation
         csv/tsv: ``auto``, ``genes_x_cells`` or ``cells_x_genes``.
+    technology
+        ``droplet`` or ``plate``: plate data may hold non-integer expected counts (RSEM / Salmon), rounded
+        to the nearest integer (half to even). Any technology: ERCC spike-ins (``ERCC-00002`` ...) are set
+        aside, their per-cell total in ``obs["spike_in_counts"]``.
 
     Returns
     -------
@@ -885,6 +935,13 @@ def read_sample(
             fix=f"check that the file is complete (copy it again and compare checksums) and that "
             f"it really is {fmt} (or set the sample sheet's 'format' column).",
         ) from exc
+    if technology not in TECHNOLOGIES:
+        raise input_error(
+            f"unknown technology {technology!r}.", sample=sample, path=path, fix=f"use one of {TECHNOLOGIES}."
+        )
+    spike_counts = _set_aside_spike_ins(raw, sample=sample)
+    if technology == "plate":
+        _round_expected_counts(raw, sample=sample)
     raw = _validate(raw, sample=sample, path=path)
     var, gene_info = _harmonise_genes(
         raw, sample=sample, path=path, species=species, min_known=min_known_gene_fraction
@@ -901,6 +958,8 @@ def read_sample(
             )
         labels = raw.obs[label_column].astype(object).where(raw.obs[label_column].notna(), "").astype(str)
         obs["reference_label"] = pd.Categorical(labels.to_numpy())
+    if spike_counts is not None:
+        obs["spike_in_counts"] = spike_counts.astype(np.float32)
     X = raw.X.astype(np.float32, copy=False)
     X.sort_indices()
     adata = ad.AnnData(X=X, obs=obs, var=var)
@@ -921,6 +980,7 @@ def read_sample(
             "counts_source": raw.counts_source,
             "hscseq_version": __version__,
             "species": species,
+            "technology": technology,
             "n_cells": int(adata.n_obs),
             "n_genes": int(adata.n_vars),
             "nnz": int(X.nnz),
@@ -964,6 +1024,7 @@ def run_ingest(*, counts: str, h5ad: str, sample: dict, settings: dict) -> None:
         min_known_gene_fraction=float(settings.get("min_known_gene_fraction", 0.5)),
         counts_layer=str(settings.get("counts_layer", "auto")),
         table_orientation=str(settings.get("table_orientation", "auto")),
+        technology=str(sample.get("technology") or "droplet"),
     )
     for col in ("sample", "species", "condition", "batch", "timepoint", "donor"):
         value = sample.get(col, "")

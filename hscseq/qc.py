@@ -1256,6 +1256,15 @@ def run_qc(
         ["qc_low_counts", "qc_high_counts", "qc_low_genes", "qc_high_genes", "qc_high_pct_mt"]
     ].to_numpy().any(axis=1)
     methods = list(opts["doublet_methods"])
+    technology = str(sample.get("technology") or "droplet")
+    if technology == "plate" and opts["expected_doublet_rate"] is None and methods:
+        # one cell per well: a droplet loading rate does not apply (issue #13); set a rate to call doublets
+        warnings.append(
+            "plate-based sample: doublet calling off (set qc.per_sample.<sample>.expected_doublet_rate "
+            "to call doublets); QC thresholds apply to read depth"
+        )
+        logger.info("sample %r: %s", name, warnings[-1])
+        methods = []
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
     if methods and passing.sum() >= 50:
@@ -1314,6 +1323,7 @@ def run_qc(
     warnings.extend(adata.uns["qc_filter"]["warnings"])
 
     record = _qc_record(adata, opts, warnings)
+    record["technology"] = technology
     uns_hscseq = dict(adata.uns.get("hscseq", {}))
     uns_hscseq["qc"] = record
     adata.uns["hscseq"] = uns_hscseq

@@ -57,7 +57,7 @@ def run_from_snakemake(smk: Any, func: Callable[..., Any]) -> Any:
 
 
 SHEET_COLUMNS = ("sample", "path", "species", "condition", "batch")
-OPTIONAL_COLUMNS = ("format", "timepoint", "donor", "label_column")
+OPTIONAL_COLUMNS = ("format", "timepoint", "donor", "label_column", "technology")
 
 
 def resolve_config_path(path: str | os.PathLike, repo_dir: str | os.PathLike) -> Path:

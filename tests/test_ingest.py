@@ -433,3 +433,35 @@ def test_peak_memory_stays_near_the_sparse_matrix(writer, tmp_path):
     assert 3 * final < dense  # sparse enough that densifying would break the bound below
     # peak: the final CSR + the MTX cell-index array + parser blocks; never a dense or COO float64 copy
     assert peak < 3 * final, (peak / final, final)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plate-based data (issue #13)
+
+
+def test_plate_expected_counts_spike_ins_and_mixed_ids(tmp_path):
+    """RSEM/Salmon-style table: 60 cells x 25k genes, Ensembl IDs mixed with symbols, ERCC, fractional."""
+    plate = datasets.plate_sample(60, n_genes=25_000, seed=0)
+    table = pd.DataFrame(plate.X.toarray().T, index=plate.var_names, columns=plate.obs_names)
+    path = tmp_path / "plate_expected_counts.tsv"
+    table.to_csv(path, sep="\t", float_format="%.3f")
+    # droplet (UMI) data must be integers: the fractional values are refused with the way out
+    with pytest.raises(HscseqInputError, match="non-integer"):
+        read_sample(path, sample="plate", species="mouse")
+    adata = read_sample(path, sample="plate", species="mouse", technology="plate")
+    info = adata.uns["hscseq"]["ingest"]
+    assert info["technology"] == "plate"
+    assert info["set_aside_spike_ins"] == 92
+    assert not adata.var_names.str.upper().str.startswith("ERCC-").any()
+    ercc = table.loc[table.index.str.startswith("ERCC-")].sum(axis=0).to_numpy()
+    assert np.allclose(adata.obs["spike_in_counts"].to_numpy(), ercc, rtol=1e-4)
+    # counts rounded to the nearest integer: totals stay within rounding of the expected counts
+    assert np.all(adata.X.data == np.round(adata.X.data))
+    genes = table.loc[~table.index.str.startswith("ERCC-")].round(3)
+    diff = np.asarray(adata.X.sum(axis=1)).ravel() - genes.sum(axis=0).to_numpy()
+    assert np.all(np.abs(diff) <= 0.5 * (genes > 0).sum(axis=0).to_numpy())
+    # Ensembl IDs resolved to symbols: the simulated HSC genes are found by symbol whatever the input used
+    assert {"Procr", "Hlf", "Mecom", "Cdh5"} <= set(adata.var_names)
+    assert adata.n_vars == 25_000
+    assert not adata.var_names.str.startswith("ENSMUSG").all()
+    assert adata.var["gene_id"].str.startswith("ENSMUSG").mean() > 0.95

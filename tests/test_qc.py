@@ -417,3 +417,39 @@ def test_run_qc_excess_removal_names_sample_and_criterion(demo_small, tmp_path):
     assert summary.loc[0, "removed_fraction"] > 0.5
     assert "high_pct_mt" in summary.loc[0, "warnings"]
     assert summary.loc[0, "threshold_max_pct_mt_source"] == "config"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# plate-based samples (issue #13)
+
+
+def test_plate_sample_no_loading_rate_doublets(tmp_path):
+    """A plate (one cell per well) is not a droplet run: no doublet removal unless a rate is set."""
+    plate = datasets.plate_sample(60, n_genes=20_000, seed=1)
+    plate = plate[:, ~plate.var_names.str.startswith("ERCC-")].copy()
+    plate.X.data = np.rint(plate.X.data)  # what ingest does for technology=plate
+    plate.X.eliminate_zeros()
+    _write_ingested(plate, tmp_path / "in.h5ad")
+    row = {**_sheet_row(plate, "plate_hsc"), "technology": "plate"}
+    files = {k: str(tmp_path / f"out.{k}") for k in ("h5ad", "tsv", "png")}
+    kw = {"h5ad": str(tmp_path / "in.h5ad"), "filtered": files["h5ad"], "summary": files["tsv"]}
+    run_qc(**kw, figure=files["png"], sample=row, settings={"per_sample": {}})
+    out = ad.read_h5ad(files["h5ad"])
+    record = out.uns["hscseq"]["qc"]
+    assert record["technology"] == "plate"
+    assert record["removed"].get("doublet", 0) == 0
+    assert any("plate-based" in w for w in record["warnings"])
+    # depth thresholds follow the plate's read depth (hundreds of thousands), not UMI-scale defaults
+    assert record["thresholds"]["min_counts"] > 10_000
+    assert out.n_obs >= 0.8 * plate.n_obs
+    # an explicit rate turns doublet calling back on for this sample
+    # (kept for inspection only here: Scrublet on 60 plate cells flags most of them)
+    settings = {
+        "doublet_methods": ["scrublet"],
+        "remove_doublets": False,
+        "per_sample": {"plate_hsc": {"expected_doublet_rate": 0.05}},
+    }
+    run_qc(**kw, figure=files["png"], sample=row, settings=settings)
+    again = ad.read_h5ad(files["h5ad"]).uns["hscseq"]["qc"]
+    assert not any("plate-based" in w for w in again["warnings"])
+    assert "scrublet" in again["doublets"]["methods"]

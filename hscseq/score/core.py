@@ -56,6 +56,8 @@ DEFAULT_SETTINGS: dict = {
     "min_query_cells": 10,
     "ontogeny_z": 3.0,
     "ontogeny_min_fraction": 0.02,
+    "identity_z": 3.0,
+    "identity_gate_min": 3,
 }
 
 
@@ -1141,6 +1143,19 @@ def primitive_vs_definitive(
 # stage entry point
 
 
+#: Library signatures the score stage always scores (identity call, stage, ontogeny).
+IDENTITY_SIGNATURES = (
+    "primitive",
+    "definitive",
+    "erythroid",
+    "haematopoietic",
+    "endothelial",
+    "eht",
+    "mpp_lmpp",
+    "stage_nascent",
+    "stage_fetal",
+)
+
 PROGRAMME_COLUMNS = [
     "sample",
     "condition",
@@ -1199,10 +1214,13 @@ def run_score(
 ) -> None:
     """Score the clustered cells and write the scored h5ad, the HSC-programme table and a figure.
 
-    Outputs: ``scored`` (obs ``hsc_score`` (+ ``_z``, ``_p``), ``score_<name>`` (+ ``_z``, ``_p``) for every
-    library / user signature, ``hsc_like``, ``ontogeny``; uns ``signatures``, ``hsc_like``,
-    ``missing_programme``, ``ontogeny``), ``programme`` (one row per sample, :data:`PROGRAMME_COLUMNS` plus
-    details), ``figure`` (PNG), optionally ``coverage`` (coverage per signature and per sample) and
+    Outputs: ``scored`` (obs ``hsc_score`` = the identity-aware HSC score of
+    :mod:`hscseq.score.identity`, ``score_<name>`` (+ ``_z``, ``_p``) for every library / user signature
+    (the native programme alone: ``score_hsc_native``), ``hsc_identity`` (class) and its ``_score``,
+    ``_lineage``, ``_gate``, ``hsc_like``, ``hsc_stage``, ``ontogeny``; uns ``signatures``, ``hsc_identity``,
+    ``hsc_like``, ``hsc_stage``, ``missing_programme``, ``ontogeny``), ``programme`` (one row per sample,
+    :data:`PROGRAMME_COLUMNS` plus details: identity class fractions with CIs, stage shares), ``figure``
+    (PNG), optionally ``coverage`` (coverage per signature and per sample) and
     ``missing`` (per sample and gene comparison with in vivo HSCs).
     """
     cfg = _settings(settings)
@@ -1224,9 +1242,10 @@ def run_score(
                 fix=f"set score.hsc_signature to one of {sorted(all_sigs)}.",
             )
         signatures[hsc_name] = all_sigs[hsc_name]
-    for needed in ("primitive", "definitive"):
+    library = load_signatures(species=species)
+    for needed in IDENTITY_SIGNATURES:  # programmes of the identity call, stage and ontogeny
         if needed not in signatures:
-            signatures[needed] = load_signatures(species=species)[needed]
+            signatures[needed] = library[needed]
     logger.info(
         "scoring %d signatures (%s) on %d cells, species %s",
         len(signatures),
@@ -1248,24 +1267,10 @@ def run_score(
             species=species,
             random_state=cfg["seed"],
         )
-    for suffix in ("", "_z", "_p"):
-        adata.obs[f"hsc_score{suffix}"] = adata.obs[f"score_{hsc_name}{suffix}"]
-    if not np.isfinite(adata.obs["hsc_score"]).any():
-        raise input_error(
-            f"the HSC signature {hsc_name!r} could not be scored (coverage below {cfg['min_coverage']}).",
-            path=clustered,
-            fix="check the species and gene symbols, or choose another score.hsc_signature.",
-        )
+    from hscseq.score.identity import run_identity
+
+    run_identity(adata, cfg, hsc_name=hsc_name, species=species)  # hsc_score, hsc_like, stage, ontogeny
     labels = cfg["reference_hsc_labels"]
-    hsc_likeness(
-        adata,
-        hsc_labels=labels,
-        quantile=cfg["hsc_quantile"],
-        alpha=cfg["hsc_alpha"],
-        min_reference_cells=cfg["min_reference_cells"],
-        n_bootstrap=cfg["n_bootstrap"],
-        random_state=cfg["seed"],
-    )
     hsc_genes = adata.uns["signatures"]["genes"][hsc_name]["up"]
     missing_programme(
         adata,
@@ -1275,7 +1280,6 @@ def run_score(
         established_ratio=cfg["established_ratio"],
         min_query_cells=cfg["min_query_cells"],
     )
-    primitive_vs_definitive(adata, z_min=cfg["ontogeny_z"], min_fraction=cfg["ontogeny_min_fraction"])
     table = programme_table(adata)
     adata.uns.setdefault("hscseq", {})
     adata.uns["hscseq"]["score"] = {
@@ -1307,6 +1311,11 @@ def programme_table(adata: ad.AnnData) -> pd.DataFrame:
     miss = adata.uns["missing_programme"]["samples"]
     onto = adata.uns["ontogeny"]["samples"]
     table = like.merge(miss, on="sample", how="left").merge(onto, on="sample", how="left")
+    for key in ("hsc_stage", "hsc_identity"):  # identity classes and stage (issue #13)
+        if key in adata.uns:
+            extra = adata.uns[key]["samples"]
+            dup = [c for c in extra.columns if c in table.columns and c != "sample"]
+            table = table.merge(extra.drop(columns=dup), on="sample", how="left")
     table["hsc_threshold"] = adata.uns["hsc_like"]["threshold"]
     table["role"] = np.where(
         table["condition"] == adata.uns["hsc_like"]["params"]["reference_condition"], "calibration", "query"
@@ -1315,8 +1324,24 @@ def programme_table(adata: ad.AnnData) -> pd.DataFrame:
     return table[PROGRAMME_COLUMNS + rest]
 
 
+def _plot_identity(ax, identity: pd.DataFrame) -> None:
+    """Stacked bars: per sample, the share of each HSC identity class (why cells are or are not HSC-like)."""
+    from hscseq.score.identity import CLASS_SLUGS
+
+    colours = ["#1b9e77", "#66a61e", "#e7298a", "#7570b3", "#bbbbbb"]
+    bottom = np.zeros(len(identity))
+    for (label, slug), colour in zip(CLASS_SLUGS.items(), colours, strict=True):
+        values = identity[f"frac_{slug}"].to_numpy(dtype=float)
+        ax.bar(range(len(identity)), values, bottom=bottom, color=colour, label=label)
+        bottom += np.nan_to_num(values)
+    ax.set_xticks(range(len(identity)), identity.index, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("HSC identity classes")
+    ax.legend(fontsize=6, loc="upper right")
+
+
 def plot_scores(adata: ad.AnnData, path: str) -> None:
-    """Figure: HSC score per sample (threshold line), HSC-like fraction with 95% CI, lineage z-scores."""
+    """Figure: HSC identity score per sample, HSC-like share (95% CI), lineage z-scores, identity classes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1326,8 +1351,13 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
     samples = table["sample"].tolist()
     obs = adata.obs
     lineage = [c[len("score_") : -2] for c in obs.columns if c.startswith("score_") and c.endswith("_z")]
+    identity = adata.uns.get("hsc_identity", {}).get("samples")
+    n_panels = 4 if identity is not None else 3
     fig, axes = plt.subplots(
-        1, 3, figsize=(6 + 2.2 * len(samples), 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1.4]}
+        1,
+        n_panels,
+        figsize=(6 + (2.9 if identity is not None else 2.2) * len(samples), 4.8),
+        gridspec_kw={"width_ratios": [1.2, 1, 1.4, 1.3][:n_panels]},
     )
     palette = {"in_vivo": "#1b9e77", "engineered": "#d95f02", "organoid": "#7570b3"}
     data = [obs.loc[obs["sample"].astype(str) == s, "hsc_score"].dropna().to_numpy() for s in samples]
@@ -1339,7 +1369,7 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
         axes[0].axhline(thr, color="k", ls="--", lw=1, label="HSC-like threshold")
         axes[0].legend(fontsize=7)
     axes[0].set_xticks(range(1, len(samples) + 1), samples, rotation=45, ha="right", fontsize=8)
-    axes[0].set_title("native HSC score")
+    axes[0].set_title("HSC identity score")
     frac = table["hsc_like_fraction"].to_numpy()
     err = np.vstack([frac - table["hsc_like_ci_low"], table["hsc_like_ci_high"] - frac]).clip(min=0)
     axes[1].bar(
@@ -1368,6 +1398,8 @@ def plot_scores(adata: ad.AnnData, path: str) -> None:
     axes[2].set_xticks(range(len(samples)), samples, rotation=45, ha="right", fontsize=8)
     axes[2].set_title("mean signature z-score")
     fig.colorbar(im, ax=axes[2], shrink=0.7)
+    if identity is not None:
+        _plot_identity(axes[3], identity.set_index("sample").reindex(samples))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
