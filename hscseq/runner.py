@@ -84,6 +84,7 @@ class RunOptions:
     dry_run: bool = False
     targets: list[str] = field(default_factory=list)
     forcerun: list[str] = field(default_factory=list)
+    allowed_rules: list[str] = field(default_factory=list)  # empty: every rule may run
 
 
 def _resource_settings(prof: Mapping[str, Any], cores: int | None):
@@ -159,6 +160,7 @@ def run_workflow(opts: RunOptions, *, progress: ProgressReporter | None = None) 
                     targets=set(opts.targets),
                     forcerun=set(opts.forcerun),
                     force_incomplete=bool(prof.get("rerun-incomplete", False)),
+                    allowed_rules=set(opts.allowed_rules),
                 ),
             )
             plugin = ExecutorPluginRegistry().get_plugin(executor)
