@@ -5,6 +5,7 @@ Workflow scripts call :func:`run_from_snakemake` once; ``common.smk`` calls :fun
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -135,7 +136,12 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
             )
         ]
     try:
-        df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment=None)
+        # lines starting with '#' are comments (hscseq init writes commented examples); '#' elsewhere is data
+        text = sheet.read_text()
+        lines = [ln for ln in text.splitlines(keepends=True) if not ln.lstrip().startswith("#")]
+        df = pd.read_csv(
+            io.StringIO("".join(lines)), sep="\t", dtype=str, keep_default_na=False, comment=None
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         return None, [
             str(

@@ -1,5 +1,7 @@
-"""The report is one self-contained file that a real headless browser renders completely."""
+"""The report: verdict first, numbers equal to the scorecard, self-contained, complete in a real browser."""
 
+import base64
+import re
 import shutil
 import subprocess
 import tempfile
@@ -8,7 +10,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import anndata as ad
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +20,21 @@ from hscseq.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="headless Chromium/chromedriver not installed (apt-get install chromium chromium-driver)",
+)
+SECTIONS = [
+    "warnings",
+    "verdict",
+    "composition",
+    "similarity",
+    "hsc_programme",
+    "umap",
+    "qc_summary",
+    "methods",
+]
+TYPES = ["HSC", "MPP", "Erythroid", "Myeloid"]
 
 
 def _png(path: Path, title: str) -> Path:
@@ -27,61 +46,243 @@ def _png(path: Path, title: str) -> Path:
     return path
 
 
+def _scorecard() -> pd.DataFrame:
+    rows = []
+    for name, cond, tp, f, novel in (
+        ("engineered_A", "engineered", "", 0.4137, 0.3912),
+        ("organoid_w2", "organoid", "week2", 0.7781, 0.0249),
+    ):
+        row = {"sample": name, "condition": cond, "timepoint": tp, "n_cells": 300, "fidelity_index": f}
+        row |= {"fidelity_index_ci_low": f - 0.031, "fidelity_index_ci_high": f + 0.027}
+        for part, v in (
+            ("identity", 0.58),
+            ("similarity", 0.83),
+            ("programme", 0.634),
+            ("composition", 0.71),
+        ):
+            row |= {part: v, f"{part}_ci_low": v - 0.05, f"{part}_ci_high": v + 0.04}
+        row |= {
+            "novel_share": novel,
+            "novel_share_ci_low": novel - 0.021,
+            "novel_share_ci_high": novel + 0.018,
+        }
+        row |= {"confounded": name == "engineered_A"}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _controls(pass_positive: bool = True) -> pd.DataFrame:
+    f = 0.95 if pass_positive else 0.62
+    return pd.DataFrame(
+        {
+            "control": ["positive: held-out donor d1", "negative: Erythroid of d1 absent from the reference"],
+            "kind": ["positive", "negative"],
+            "expected": [">= 0.9", "<= 0.2"],
+            "pass": [pass_positive, True],
+            "fidelity_index": [f, 0.05],
+            "fidelity_index_ci_low": [f - 0.02, 0.01],
+            "fidelity_index_ci_high": [f + 0.02, 0.09],
+        }
+    )
+
+
+def _composition() -> pd.DataFrame:
+    rows = []
+    invivo = dict(zip(TYPES, [0.1, 0.3, 0.35, 0.25], strict=True))
+    for sample, fr in (("engineered_A", [0.35, 0.1, 0.1, 0.06]), ("organoid_w2", [0.05, 0.3, 0.35, 0.28])):
+        for t, f in zip(TYPES, fr, strict=True):
+            rows.append(
+                {
+                    "sample": sample,
+                    "cell_type": t,
+                    "fraction": f,
+                    "invivo_fraction": invivo[t],
+                    "similarity": 0.8,
+                }
+            )
+        rows.append(
+            {"sample": sample, "cell_type": "novel", "fraction": 1 - sum(fr), "invivo_fraction": np.nan}
+        )
+    return pd.DataFrame(rows)
+
+
 @pytest.fixture
 def report_inputs(tmp_path):
+    rng = np.random.default_rng(0)
     samples = [
+        {"sample": "invivo_d1", "condition": "in_vivo", "species": "mouse", "batch": "d1", "path": "/x"},
         {
             "sample": "engineered_A",
             "condition": "engineered",
             "species": "mouse",
             "batch": "b1",
-            "path": "/x",
+            "path": "/y",
         },
-        {"sample": "organoid_w2", "condition": "organoid", "species": "human", "batch": "b2", "path": "/y"},
+        {"sample": "organoid_w2", "condition": "organoid", "species": "mouse", "batch": "b2", "path": "/z"},
     ]
-    scorecard = pd.DataFrame(
+    programme = pd.DataFrame(
         {
             "sample": ["engineered_A", "organoid_w2"],
-            "fidelity_index": [0.41, 0.77],
-            "warning": ["condition and batch are confounded", ""],
+            "hsc_like_fraction": [0.4031, 0.052],
+            "hsc_like_ci_low": [0.3712, 0.03],
+            "hsc_like_ci_high": [0.4349, 0.07],
+            "hsc_programme_share": [0.634, 0.634],
+            "missing_genes": ["Procr,Hlf,Mecom,Fgd5", ""],
         }
     )
     qc = pd.DataFrame(
-        {"sample": ["engineered_A", "organoid_w2"], "cells_in": [100, 120], "cells_out": [90, 110]}
+        {
+            "sample": [s["sample"] for s in samples],
+            "cells_in": [400, 330, 320],
+            "removed_counts": [10, 20, 200],
+            "removed_mito": [5, 8, 20],
+            "removed_total": [15, 30, 210],
+            "removed_fraction": [0.0375, 0.0909, 0.65625],
+            "cells_out": [385, 300, 110],
+        }
     )
     tables = {}
-    for name, df in {"scorecard": scorecard, "qc_summary": qc}.items():
+    for name, df in {
+        "scorecard": _scorecard(),
+        "fidelity_controls": _controls(),
+        "composition": _composition(),
+        "hsc_programme": programme,
+        "qc_summary": qc,
+    }.items():
         tables[name] = tmp_path / f"{name}.tsv"
         df.to_csv(tables[name], sep="\t", index=False)
+    n = 600
+    cells = pd.DataFrame(
+        {
+            "cell_id": [f"c{i}" for i in range(n)],
+            "sample": rng.choice([s["sample"] for s in samples], n),
+            "predicted_label": rng.choice([*TYPES, "novel"], n),
+            "hsc_score": rng.uniform(0, 0.4, n),
+            "novel": False,
+        }
+    )
+    cond = {s["sample"]: s["condition"] for s in samples}
+    cells["condition"] = cells["sample"].map(cond)
+    cells["novel"] = cells["predicted_label"] == "novel"
+    cells.to_csv(tmp_path / "cells.tsv.gz", sep="\t", index=False)
+    adata = ad.AnnData(obs=pd.DataFrame(index=cells["cell_id"].to_numpy()))
+    adata.obsm["X_umap"] = (
+        rng.normal(size=(n, 2)) + 4 * (cells["sample"] == "engineered_A").to_numpy()[:, None]
+    )
+    adata.write_h5ad(tmp_path / "final.h5ad")
     figures = [_png(tmp_path / "umap.png", "umap"), _png(tmp_path / "fidelity.png", "fidelity")]
     qc_figures = [_png(tmp_path / "engineered_A.png", "qc A"), _png(tmp_path / "organoid_w2.png", "qc B")]
-    return {"tables": tables, "figures": figures, "qc_figures": qc_figures, "samples": samples}
+    config = {
+        "score": {"reference_hsc_labels": ["HSC"], "min_coverage": 0.5},
+        "qc": {"max_removed_fraction": 0.8},
+    }
+    return {
+        "tables": tables,
+        "figures": figures,
+        "qc_figures": qc_figures,
+        "samples": samples,
+        "final": tmp_path / "final.h5ad",
+        "cells": tmp_path / "cells.tsv.gz",
+        "config": config,
+    }
 
 
-def test_report_is_self_contained(tmp_path, report_inputs):
+def _sentences(text: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="sentence" data-sample="([^"]+)">([^<]+)</p>', text))
+
+
+def test_report_is_self_contained_with_verdict_first(tmp_path, report_inputs):
     out = tmp_path / "report.html"
     write_report(out, **report_inputs)
     text = out.read_text()
-    assert "http://" not in text.replace("http://www.informatics", "")  # no external resources
+    assert "http://" not in text and "https://" not in text  # nothing fetched from the network
     assert "<script src" not in text and "<link " not in text
-    assert text.count("data:image/png;base64,") == 4
-    for sample in ("engineered_A", "organoid_w2"):
-        assert sample in text
-    assert "condition and batch are confounded" in text  # stage warnings surface at the top
-    assert text.index('id="warnings"') < text.index('id="scorecard"') < text.index('id="qc_summary"')
+    positions = [text.index(f'<section id="{s}"') for s in SECTIONS]
+    assert positions == sorted(positions), "warnings, then the verdict, then the evidence, Methods last"
+    assert set(_sentences(text)) == {"engineered_A", "organoid_w2"}
+    # figures generated for the report itself (composition, similarity, HSC scores, QC) plus the stage PNGs
+    for name in ("composition", "similarity", "hsc_scores", "qc", "fidelity.png", "umap.png"):
+        assert f'data-figure="{name}"' in text, name
+    assert "HSC_UMAP=" in text
+    assert "scanpy" in text and "Snakemake (M&ouml;lder" in text and "reference_hsc_labels" in text
 
 
-def test_boolean_warning_columns_flag_only_true_rows(tmp_path, report_inputs):
-    metrics = pd.DataFrame(
-        {"metric": ["ilisi", "ari"], "value": [0.05, 0.9], "bar": [0.2, 0.3], "warning": [True, False]}
-    )
-    report_inputs["tables"]["integration_metrics"] = tmp_path / "integration_metrics.tsv"
-    metrics.to_csv(report_inputs["tables"]["integration_metrics"], sep="\t", index=False)
+def test_verdict_sentence_numbers_equal_the_scorecard(tmp_path, report_inputs):
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    sentences = _sentences(out.read_text())
+    sc = pd.read_csv(report_inputs["tables"]["scorecard"], sep="\t").set_index("sample")
+    prog = pd.read_csv(report_inputs["tables"]["hsc_programme"], sep="\t").set_index("sample")
+    for sample, text in sentences.items():
+        row = sc.loc[sample]
+        f, lo, hi = row["fidelity_index"], row["fidelity_index_ci_low"], row["fidelity_index_ci_high"]
+        low = text.lower()
+        assert f"fidelity index {f:.2f} (95% ci {lo:.2f}-{hi:.2f}" in low
+        assert f"hsc programme {100 * row['programme']:.0f}% established" in low
+        novel = [round(100 * row[k]) for k in ("novel_share", "novel_share_ci_low", "novel_share_ci_high")]
+        assert f"{novel[0]}% (ci {novel[1]}%-{novel[2]}%) off-target" in low
+        hsc = [
+            round(100 * prog.loc[sample, k])
+            for k in ("hsc_like_fraction", "hsc_like_ci_low", "hsc_like_ci_high")
+        ]
+        assert f"{hsc[0]}% hsc-like (ci {hsc[1]}%-{hsc[2]}%)" in low
+        # every number in the sentence is one of the table's values (rounded as printed) or the control band
+        values = [v for v in [*row, *prog.loc[sample]] if isinstance(v, float) and np.isfinite(v)]
+        allowed = {round(v, 2) for v in values} | {round(100 * v) for v in values}
+        allowed |= {0.93, 0.97}  # the held-out-donor band from the controls table
+        body = text.split(":", 1)[1].replace("(1 = as close as a real donor)", "")
+        for number in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", body):
+            if number == "95":  # "95% CI"
+                continue
+            value = float(number)
+            assert value in allowed, (sample, number, text)
+    assert "missing Procr, Hlf, Mecom" in sentences["engineered_A"]
+
+
+def test_warnings_are_at_the_top_in_colour(tmp_path, report_inputs):
+    _controls(pass_positive=False).to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
     out = tmp_path / "report.html"
     write_report(out, **report_inputs)
     text = out.read_text()
-    assert "integration_metrics: ilisi flagged (0.05 below the bar 0.2)" in text
-    assert "ari flagged" not in text
+    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    assert '<div class="warn bad">Control failed: positive: held-out donor d1 scored 0.62' in warnings
+    assert "Confounded batches: engineered_A - no in vivo cells" in warnings
+    assert "Excess QC removal: organoid_w2 lost 66%" in warnings
+    assert "invivo_d1 lost" not in warnings
+
+
+def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, report_inputs):
+    sc = _scorecard()
+    sc["hsc_identity_definitive_fraction"] = [0.31, 0.02]
+    sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
+    presence = pd.DataFrame(
+        {
+            "sample": ["organoid_w2"] * 3,
+            "lineage": ["Erythroid", "Lymphoid", "Mk"],
+            "status": ["present", "absent", "undetermined"],
+        }
+    )
+    report_inputs["tables"]["lineage_presence"] = tmp_path / "lineage_presence.tsv"
+    presence.to_csv(report_inputs["tables"]["lineage_presence"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    assert "hsc identity definitive fraction: <b>0.31</b>" in text
+    assert '<span class="chip absent" title="absent">Lymphoid</span>' in text
+    assert '<span class="chip absent" title="undetermined">Mk?</span>' in text
+    assert '<span class="chip" style="background:' in text
+
+
+def test_tables_are_collapsed_sortable_and_downloadable(tmp_path, report_inputs):
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    m = re.search(r'download="composition.tsv" href="data:text/tab-separated-values;base64,([^"]+)"', text)
+    downloaded = pd.read_csv(pd.io.common.StringIO(base64.b64decode(m.group(1)).decode()), sep="\t")
+    expected = pd.read_csv(report_inputs["tables"]["composition"], sep="\t")
+    pd.testing.assert_frame_equal(downloaded, expected)
+    assert '<details class="table" data-table="composition">' in text
+    assert 'class="dataframe sortable"' in text
 
 
 def test_report_failure_leaves_no_half_written_file(tmp_path, report_inputs):
@@ -92,20 +293,19 @@ def test_report_failure_leaves_no_half_written_file(tmp_path, report_inputs):
     assert list(tmp_path.glob("*report.html*")) == []
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="headless Chromium/chromedriver not installed (apt-get install chromium chromium-driver)",
-)
-def test_report_renders_in_headless_chromium(tmp_path, report_inputs):
+# -- the real browser -------------------------------------------------------------------------------------
+
+
+def _browse(html: Path, screenshot: Path) -> dict:
+    """Open ``html`` in headless Chromium; return what a reader would see (and save a screenshot)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    out = tmp_path / "report.html"
-    write_report(out, **report_inputs)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     for flag in (
         "--headless=new",
@@ -122,22 +322,111 @@ def test_report_renders_in_headless_chromium(tmp_path, report_inputs):
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    seen: dict = {}
     try:
-        driver.get(out.as_uri())
-        assert driver.title == "hscseq fidelity report"
+        driver.get(html.as_uri())
+        seen["title"] = driver.title
         images = driver.find_elements(By.TAG_NAME, "img")
-        assert len(images) == 4
-        # every embedded figure decoded and has real pixels
-        widths = [driver.execute_script("return arguments[0].naturalWidth", img) for img in images]
-        assert all(w > 50 for w in widths), widths
-        nav = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "nav a")]
-        assert nav[:3] == ["Warnings", "Fidelity scorecard", "Quality control"]
-        rows = driver.find_elements(By.CSS_SELECTOR, "#scorecard table tbody tr")
-        assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == ["engineered_A", "organoid_w2"]
-        png = tmp_path / "screenshot.png"
-        driver.save_screenshot(str(png))
-        assert png.stat().st_size > 10_000
+        seen["images"] = [
+            driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+            for img in images
+        ]
+        seen["sections"] = [s.get_attribute("id") for s in driver.find_elements(By.TAG_NAME, "section")]
+        canvas = driver.find_element(By.ID, "umap-canvas")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        seen["drawn"] = int(canvas.get_attribute("data-drawn") or 0)
+        # how many distinct colours the canvas really holds (points drawn, not a blank box)
+        seen["colours"] = driver.execute_script(
+            "var c=document.getElementById('umap-canvas'),d=c.getContext('2d').getImageData(0,0,c.width,"
+            "c.height).data,s=new Set();for(var i=0;i<d.length;i+=4){if(d[i+3]>0)s.add(d[i]+','+d[i+1]+','+"
+            "d[i+2]);}return s.size;"
+        )
+        x, y = driver.execute_script("return window.hscUmap.point(0)")
+        size = canvas.size
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)
+        ).perform()
+        tip = driver.find_element(By.ID, "umap-tip")
+        seen["tip_visible"] = tip.is_displayed()
+        seen["tip"] = tip.text
+        seen["first_cell"] = driver.execute_script("return HSC_UMAP.id[0]")
+        # sorting a table by clicking its header
+        details = driver.find_element(By.CSS_SELECTOR, 'details[data-table="composition"]')
+        driver.execute_script("arguments[0].open = true", details)
+        headers = [h.text for h in details.find_elements(By.TAG_NAME, "th")]
+        col_index = headers.index("fraction")
+        header = details.find_elements(By.TAG_NAME, "th")[col_index]
+        driver.execute_script("arguments[0].click()", header)
+        rows = details.find_elements(By.CSS_SELECTOR, "tbody tr")
+        col = [r.find_elements(By.TAG_NAME, "td")[col_index].text for r in rows]
+        seen["sorted_column"] = col
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(screenshot))
+        seen["console_errors"] = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
         subprocess.run(["pkill", "-f", profile], check=False)
+    return seen
+
+
+def _assert_reader_sees_everything(seen: dict, screenshot: Path) -> None:
+    assert seen["console_errors"] == []
+    assert seen["images"] and all(w and w > 50 for w in seen["images"]), seen["images"]
+    for section in SECTIONS:
+        assert section in seen["sections"], section
+    assert seen["drawn"] > 100
+    assert seen["colours"] > 5, "the UMAP canvas holds coloured points"
+    assert seen["tip_visible"] and seen["first_cell"] in seen["tip"] and "HSC score" in seen["tip"]
+    values = [float(v) for v in seen["sorted_column"] if v]
+    assert values == sorted(values), "clicking a header sorts the table"
+    assert screenshot.stat().st_size > 20_000
+
+
+@pytest.mark.browser
+@needs_browser
+def test_report_renders_in_headless_chromium(tmp_path, report_inputs):
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    shot = tmp_path / "screenshot.png"
+    seen = _browse(out, shot)
+    assert seen["title"] == "hscseq fidelity report"
+    _assert_reader_sees_everything(seen, shot)
+
+
+@pytest.mark.browser
+@pytest.mark.workflow
+@needs_browser
+def test_workflow_report_renders_in_headless_chromium(workflow_run, tmp_path):
+    """The report of the workflow test's small run, as a reader opens it."""
+    html = workflow_run.directory / "results" / "report.html"
+    assert html.stat().st_size < 20e6
+    shot = tmp_path / "workflow_report.png"
+    seen = _browse(html, shot)
+    _assert_reader_sees_everything(seen, shot)
+
+
+@pytest.mark.workflow
+def test_snakemake_report_holds_the_results_with_their_captions(workflow_run, tmp_path):
+    """`snakemake --report` on the finished small run: a zip whose report carries our .rst captions."""
+    import zipfile
+
+    out = tmp_path / "snakemake_report.zip"
+    proc = subprocess.run(
+        [*workflow_run.command, "--report", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        text = "".join(
+            archive.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js", ".json"))
+        )
+    for result in ("report.html", "fidelity.png", "umap.png", "integration_metrics.tsv"):
+        assert any(n.endswith(result) for n in names), (result, names[:20])
+    # captions from workflow/report/*.rst, rendered (the qc one with its sample wildcard filled in)
+    assert "held-out real" in text and "Integration quality measured with scib-metrics" in text
+    assert "Quality control of sample" in text and "{{ snakemake.wildcards.sample }}" not in text

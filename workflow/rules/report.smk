@@ -1,6 +1,7 @@
 rule report:
     input:
         final="results/anndata/integrated.h5ad",
+        cells="results/tables/cells.tsv.gz",
         scorecard="results/tables/scorecard.tsv",
         fidelity_controls="results/tables/fidelity_controls.tsv",
         composition="results/tables/composition.tsv",
@@ -28,7 +29,11 @@ rule report:
             "results/figures/timecourse_fidelity.png",
         ],
     output:
-        html="results/report.html",
+        html=report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Fidelity",
+        ),
     log:
         "logs/report.log",
     benchmark:
@@ -38,5 +43,6 @@ rule report:
     params:
         settings=stage_settings("report"),
         samples=SAMPLES.to_dict(orient="records"),
+        config=config,
     script:
         "../scripts/report.py"
