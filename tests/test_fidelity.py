@@ -403,16 +403,7 @@ def small_input():
     ("method", "novelty_space", "with_programme", "null_quantile"),
     [
         ("knn", "uncorrected", False, 0.99),
-        pytest.param(
-            "scanvi",
-            "uncorrected",
-            False,
-            0.99,
-            # a control's training set can leave scvi-tools a last mini-batch of one cell (BatchNorm
-            # ValueError) until surgery trains through hscseq._scvi.train (issue #16's last-batch rule);
-            # only that error is tolerated, a wrong setting still fails the assertions
-            marks=pytest.mark.xfail(raises=ValueError, strict=False, reason="scvi-tools batch of one (#16)"),
-        ),
+        ("scanvi", "uncorrected", False, 0.99),
         ("knn", "integrated", False, 0.99),
         ("knn", "uncorrected", True, 0.99),
         ("knn", "uncorrected", False, 0.9),
@@ -459,6 +450,7 @@ def test_controls_run_the_scorecard_setup(small_input, method, novelty_space, wi
             "absent_quantile",
             "n_neighbors",
             "label_metric",
+            "label_method",
         ):
             assert eff["mapping"][key] == mapping[key], key
         assert eff["mapping"]["null_given"]  # thresholds of the full reference, computed with these settings
