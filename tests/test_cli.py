@@ -62,9 +62,11 @@ def test_validate_lists_every_problem_and_exits_non_zero(tmp_path):
     result = CliRunner().invoke(main, ["validate", "--configfile", str(tmp_path / "config.yaml")])
     assert result.exit_code == 1
     out = result.output
-    assert "2 problem(s)" in out
+    assert "3 problem(s)" in out
     assert "'d1'" in out and "missing.h5ad" in out
     assert "'esc'" in out and "unknown count-matrix format" in out
+    # d1 has no label_column: a mouse run has no reference to map onto (the shipped profiles are human)
+    assert "'fidelity.reference'" in out
 
 
 def test_config_values_after_one_flag_are_parsed_like_snakemake(tmp_path):
@@ -124,7 +126,8 @@ def test_dry_run_applies_the_profile_resources(tmp_path, repo, profile, runtime)
         dry_run=True,
     )
     assert run_workflow(opts, progress=progress)
-    assert progress.planned["ingest"] == 5 and progress.planned["report"] == 1
+    n_samples = len(pd.read_csv(repo / "config" / "samples.tsv", sep="\t", comment="#"))
+    assert progress.planned["ingest"] == n_samples and progress.planned["report"] == 1
     integrate = progress.resources["integrate"]
     assert integrate["_cores"] == 2  # the profile's 8 threads, capped at --cores
     assert integrate["runtime"] == runtime

@@ -314,9 +314,18 @@ def hsc_identity(
     adata
         Cells scored by :func:`score_signatures` for the HSC, ``haematopoietic``, ``endothelial``, ``eht``
         and lineage signatures (log-normalised ``X`` for the gate).
-    hsc_key, haematopoietic_key, endothelial_key, eht_key, progenitor_key
-        ``obs`` columns of the programme z-scores (a missing column counts as an unscored programme); the
-        multipotent-progenitor programme only orders cells below the HSC threshold in the continuous score.
+    hsc_key
+        ``obs`` column of the native HSC programme z-score (a missing column counts as unscored, as for the
+        other programme keys).
+    haematopoietic_key
+        ``obs`` column of the haematopoietic-identity z-score.
+    endothelial_key
+        ``obs`` column of the endothelial z-score.
+    eht_key
+        ``obs`` column of the EHT z-score.
+    progenitor_key
+        ``obs`` column of the multipotent-progenitor z-score; it only orders cells below the HSC threshold
+        in the continuous score.
     lineage_keys
         ``obs`` z-score columns of the committed lineages (default: every scored signature of role
         ``lineage`` except ``mpp_lmpp``); the per-cell maximum is the lineage programme.
@@ -326,8 +335,16 @@ def hsc_identity(
         Apply the Calvanese 2022 co-expression gate (default: in human only).
     gate_genes
         Gate genes (human symbols, translated for other species).
-    sample_key, condition_key, label_key, reference_condition, hsc_labels
-        Where the samples, conditions and in vivo reference HSC labels are.
+    sample_key
+        ``obs`` column with samples.
+    condition_key
+        ``obs`` column with conditions.
+    label_key
+        ``obs`` column with the in vivo reference labels.
+    reference_condition
+        Condition of the in vivo cells that anchor the thresholds.
+    hsc_labels
+        Reference labels that are HSCs.
     z_on
         Default threshold of every programme z-score (p ~ 0.001 under a normal null).
     quantile

@@ -97,11 +97,44 @@ def primitive_vs_definitive_evidence(
 ) -> ad.AnnData | None:
     """Per-cell and per-sample primitive / definitive call on evidence (rules: module docstring).
 
-    ``haematopoietic_threshold`` defaults to ``z_min`` (the score stage passes the identity threshold).
     An unscored erythroid programme means no cell counts as erythroid; an unscored haematopoietic programme
-    lets every cell count as haematopoietic for the HOXA evidence. Writes ``obs[key_added]`` (categorical)
-    and ``uns[key_added]`` with ``samples`` (primitive_fraction, definitive_fraction,
-    primitive_definitive_call, n_erythroid, n_hoxa_haematopoietic) and ``params``.
+    lets every cell count as haematopoietic for the HOXA evidence.
+
+    Parameters
+    ----------
+    adata
+        Cells scored for the primitive, definitive, erythroid and haematopoietic signatures.
+    species
+        Analysis species (which HOXA symbols to read).
+    primitive_key
+        ``obs`` column of the primitive (embryonic globin) z-score.
+    definitive_key
+        ``obs`` column of the definitive z-score.
+    erythroid_key
+        ``obs`` column of the erythroid z-score (globin evidence counts only in erythroid cells).
+    haematopoietic_key
+        ``obs`` column of the haematopoietic-identity z-score (HOXA evidence counts only in those cells).
+    haematopoietic_threshold
+        Threshold of ``haematopoietic_key`` (default ``z_min``; the score stage passes the identity
+        threshold).
+    sample_key
+        ``obs`` column with samples.
+    z_min
+        Threshold of the primitive, definitive and erythroid z-scores.
+    hoxa_min
+        Medial HOXA genes a haematopoietic cell must express to count as definitive evidence.
+    min_fraction
+        Smallest share of evidence cells that makes a sample's call (else ``undetermined``).
+    key_added
+        ``obs`` and ``uns`` key of the results.
+    copy
+        Return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``. Writes ``obs[key_added]`` (categorical) and
+    ``uns[key_added]`` with ``samples`` (primitive_fraction, definitive_fraction, primitive_definitive_call,
+    n_erythroid, n_hoxa_haematopoietic) and ``params``.
     """
     adata = adata.copy() if copy else adata
     for key in (primitive_key, definitive_key):

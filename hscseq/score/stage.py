@@ -50,8 +50,32 @@ def hsc_stage(
 ) -> ad.AnnData | None:
     """Per-cell and per-sample HSC maturity stage (rules: module docstring).
 
-    Writes ``obs[key_added]`` (stage or ``""``) and ``uns[key_added]`` with ``samples`` (n candidate cells,
-    ``stage_<agm|fetal|adult>_fraction`` among them, ``hsc_stage_call``) and ``params``.
+    Parameters
+    ----------
+    adata
+        Cells with the identity call (:func:`hsc_identity`) and the stage programme z-scores.
+    identity_key
+        ``obs`` column of the identity call; ``HSC-like`` and ``pre-HSC/EHT-like`` cells are staged.
+    nascent_key
+        ``obs`` column of the nascent (AGM) programme z-score.
+    fetal_key
+        ``obs`` column of the fetal programme z-score.
+    sample_key
+        ``obs`` column with samples.
+    z_on
+        Threshold of both programme z-scores.
+    min_cells
+        Fewer candidate cells in a sample: its call is ``undetermined``.
+    key_added
+        ``obs`` and ``uns`` key of the results.
+    copy
+        Return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``. Writes ``obs[key_added]`` (stage or ``""``) and
+    ``uns[key_added]`` with ``samples`` (n candidate cells, ``stage_<agm|fetal|adult>_fraction`` among them,
+    ``hsc_stage_call``) and ``params``.
     """
     adata = adata.copy() if copy else adata
     nan = np.full(adata.n_obs, np.nan)
