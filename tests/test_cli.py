@@ -206,3 +206,17 @@ def test_new_user_goes_from_init_to_a_report(tmp_path_factory):
     assert report.stat().st_mtime_ns > before
     assert "started report" in rebuilt.stderr
     assert "started integrate" not in rebuilt.stderr and "started fidelity" not in rebuilt.stderr
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sheet"), [("engineered", "samples.tsv"), ("organoid", "samples_organoid.tsv")]
+)
+def test_demo_dry_run_plans_each_scenario(tmp_path, repo, scenario, sheet):
+    """`hscseq demo --scenario S --dry-run` validates that scenario's bundled inputs and plans one ingest per
+    sample of its sheet (and the lineages stage), running nothing."""
+    result = CliRunner().invoke(main, ["demo", "--scenario", scenario, "--dry-run", "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    n_samples = len(pd.read_csv(repo / "config" / sheet, sep="\t", comment="#"))
+    assert f"ingest x{n_samples}," in result.output
+    assert "lineages x1" in result.output
+    assert not (tmp_path / "results").exists()
