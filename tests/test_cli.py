@@ -184,10 +184,11 @@ def test_new_user_goes_from_init_to_a_report(tmp_path_factory):
 
     run = _hscseq("run", "--cores", "2", *config, cwd=proj, timeout=2400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
-    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/16 jobs done; started qc \(sample=engineered_7TF\)", run.stderr)
-    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/16 jobs done; finished integrate", run.stderr)
+    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/18 jobs done; started qc \(sample=engineered_7TF\)", run.stderr)
+    assert re.search(r"\[\d+:\d\d:\d\d\] \d+/18 jobs done; finished integrate", run.stderr)
     done = re.search(r"finished: (\d+)/(\d+) jobs done", run.stderr)
-    assert done and done.group(1) == done.group(2) == "16", run.stderr[-2000:]  # 4 ingest, 4 qc, 8 others
+    # 4 ingest, 4 qc; provenance, qc_summary, merge, integrate, cluster, score, fidelity, lineages, report, all
+    assert done and done.group(1) == done.group(2) == "18", run.stderr[-2000:]
     report = proj / "results" / "report.html"
     html = report.read_text()
     scorecard = pd.read_csv(proj / "results/tables/scorecard.tsv", sep="\t").set_index("sample")
