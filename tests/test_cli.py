@@ -187,7 +187,7 @@ def test_new_user_goes_from_init_to_a_report(tmp_path_factory):
     assert re.search(r"\[\d+:\d\d:\d\d\] \d+/18 jobs done; started qc \(sample=engineered_7TF\)", run.stderr)
     assert re.search(r"\[\d+:\d\d:\d\d\] \d+/18 jobs done; finished integrate", run.stderr)
     done = re.search(r"finished: (\d+)/(\d+) jobs done", run.stderr)
-    # 4 ingest, 4 qc; provenance, qc_summary, merge, integrate, cluster, score, fidelity, lineages, report, all
+    # 4 ingest + 4 qc + 10 others (provenance, lineages and the eight single jobs)
     assert done and done.group(1) == done.group(2) == "18", run.stderr[-2000:]
     report = proj / "results" / "report.html"
     html = report.read_text()
