@@ -500,10 +500,16 @@ def test_profile_reference_stage_writes_tables_and_figure(tmp_path):
         cells=str(tmp_path / "c.tsv.gz"),
         figure=str(tmp_path / "f.png"),
         settings={"n_bootstrap": 10},
+        mapping_accuracy=str(tmp_path / "acc.tsv"),
+        mapping_calibration=str(tmp_path / "cal.tsv"),
+        calibration_figure=str(tmp_path / "cal.png"),
         **out,
     )
     card = pd.read_csv(out["scorecard"], sep="\t")
     assert card["programme_source"].iloc[0] == "unavailable (profile reference)"
+    # no ensemble on profiles: the accuracy card says so, and its figure is drawn empty (it used to crash)
+    assert "no ensemble mapping" in pd.read_csv(tmp_path / "acc.tsv", sep="\t")["note"].iloc[0]
+    assert (tmp_path / "cal.png").stat().st_size > 1000
     assert card["n_cells"].iloc[0] == human.n_obs
     # the figure used to crash here (a profile reference has no in vivo composition)
     assert (tmp_path / "f.png").stat().st_size > 1000

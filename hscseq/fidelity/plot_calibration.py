@@ -22,8 +22,13 @@ def plot_reliability(
         reliability.groupby("source", sort=False) if "source" in reliability else [("ensemble", reliability)]
     )
     for name, g in groups:
+        g = g[["confidence", "accuracy", "share"]].astype(float)
         ax.plot(g["confidence"], g["accuracy"], marker="o", ms=3, lw=1.2, label=str(name))
-        ax.scatter(g["confidence"], g["accuracy"], s=400 * g["share"], alpha=0.25)
+        ax.scatter(g["confidence"], g["accuracy"], s=400 * g["share"].to_numpy(), alpha=0.25)
+    if reliability.empty:  # (profile reference or kNN labels: no held-out calibration to show)
+        ax.text(
+            0.5, 0.5, "no held-out calibration\n(no ensemble mapping in this run)", ha="center", va="center"
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted probability of the label (bin mean)")
