@@ -224,8 +224,8 @@ def _ensemble_labels(
     *,
     reference_key: str,
     hierarchy: Mapping[str, str] | None,
-    key_added: str,
     seed: int,
+    key_added: str,
 ) -> None:
     """Replace the kNN labels by the calibrated ensemble's (novelty stays the distance rule's)."""
     if hierarchy is None and s.hierarchy:
@@ -451,8 +451,7 @@ def map_to_reference(
         ``uncertainty_threshold``, as stored in ``uns[key_added]``); :func:`controls` passes the full
         reference's null when it maps a held-out donor against the remaining ones.
     hierarchy
-        Label hierarchy child -> parent (:mod:`hscseq.fidelity.hierarchy`) for ``label_method: ensemble``;
-        default: the TSV of ``settings.hierarchy``, else built from the reference.
+        Label hierarchy child -> parent for the ensemble (default: ``settings.hierarchy``, else built).
     key_added
         ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
     random_state
@@ -506,8 +505,6 @@ def map_to_reference(
         distance_rep=distance_rep, stage_key=stage_key, seed=seed, null_given=null is not None,
     )  # fmt: skip
     if s.label_method == "ensemble":
-        _ensemble_labels(
-            adata, d, s, res["label_spaces"], reference_key=reference_key, hierarchy=hierarchy,
-            key_added=key_added, seed=seed,
-        )  # fmt: skip
+        where = {"reference_key": reference_key, "key_added": key_added, "seed": seed}
+        _ensemble_labels(adata, d, s, res["label_spaces"], hierarchy=hierarchy, **where)
     return adata if copy else None
