@@ -132,10 +132,14 @@ def _composition(page: _Page, t, colours, figures, placed) -> None:
         "Composition per sample (by time point) beside the in vivo reference",
         name="composition",
     )
-    heat = png_html(
-        F.to_png(F.similarity_heatmap(comp)),
-        "Similarity to in vivo per sample and matched type",
-        name="similarity",
+    heat = (  # (a profile reference has no per-type similarity to in vivo cells)
+        png_html(
+            F.to_png(F.similarity_heatmap(comp)),
+            "Similarity to in vivo per sample and matched type",
+            name="similarity",
+        )
+        if "similarity" in comp
+        else ""
     )
     page.section(
         "composition",
@@ -214,6 +218,15 @@ def _qc_integration(page: _Page, t, figures, qc_figures, placed) -> None:
         page.section("integration", "Integration and clusters", body)
 
 
+def _read_tsv(path: str | Path) -> pd.DataFrame:
+    """A results table; a table written without columns (e.g. no DE or controls on a profile reference) is
+    an empty frame."""
+    try:
+        return pd.read_csv(path, sep="\t")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def write_report(
     html_path: str | os.PathLike,
     *,
@@ -251,7 +264,7 @@ def write_report(
         The effective config (Methods: full config and parameters per stage).
     """
     config = dict(config or {})
-    t = {name: pd.read_csv(path, sep="\t") for name, path in tables.items()}
+    t = {name: _read_tsv(path) for name, path in tables.items()}
     cell_table = pd.read_csv(cells, sep="\t") if cells is not None else None
     types: set[str] = set()
     for df in (t.get("composition"), cell_table):

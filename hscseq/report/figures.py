@@ -75,9 +75,11 @@ def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, sc
         comp = comp.merge(scorecard[keep].fillna(""), on="sample", how="left")
     samples = _order_samples(comp)
     wide = comp.pivot_table(index="sample", columns="cell_type", values="fraction", aggfunc="first").fillna(0)
-    invivo = comp.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
-    wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
-    rows = ["in vivo", *samples]
+    rows = list(samples)
+    if "invivo_fraction" in comp:  # (a profile reference has no in vivo composition)
+        invivo = comp.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
+        wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
+        rows = ["in vivo", *rows]
     types = [c for c in sorted(wide.columns) if c != NOVEL] + ([NOVEL] if NOVEL in wide.columns else [])
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
     left = np.zeros(len(rows))
@@ -105,7 +107,8 @@ def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, sc
         frameon=False,
     )
     ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title("Composition: each sample against the in vivo reference (top bar)", fontsize=10)
+    title = "against the in vivo reference (top bar)" if rows[:1] == ["in vivo"] else "(no in vivo reference)"
+    ax.set_title(f"Composition: each sample {title}", fontsize=10)
     return fig
 
 
