@@ -459,7 +459,10 @@ def test_human_identity_applies_the_calvanese_gate(tmp_path):
     adata.obs["reference_label"] = np.where(in_vivo, adata.obs["true_cell_type"].astype(str), "")
     adata.uns["hscseq"] = {"merge": {"species": "human"}}
     write_h5ad(adata, tmp_path / "c.h5ad")
-    files = {k: str(tmp_path / f"{k}.out") for k in ("scored", "programme", "figure")}
+    files = {
+        k: str(tmp_path / name)
+        for k, name in (("scored", "s.h5ad"), ("programme", "p.tsv"), ("figure", "f.png"))
+    }
     score.run_score(
         clustered=str(tmp_path / "c.h5ad"),
         settings={"n_null": 40, "n_bootstrap": 100, "min_coverage": 0.4},
