@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
+from snakemake.utils import update_config
 
 from hscseq import datasets
 from hscseq.validate import MIN_CELLS, check_config_file, validate_run
@@ -115,11 +116,15 @@ def test_valid_inputs_pass_and_are_described(tmp_path, good):
     assert s.loc["eng_tsv", "cells"] == 80 and s.loc["eng_tsv", "genes"] == s.loc["eng_h5", "genes"]
 
 
-def test_the_shipped_demo_config_passes():
+@pytest.mark.parametrize("overlay", ["demo.yaml", "demo_organoid.yaml"])
+def test_the_shipped_demo_configs_pass(overlay):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    update_config(cfg, yaml.safe_load((REPO / "config" / overlay).read_text()))  # as snakemake merges it
     result = validate_run(cfg, base_dir=REPO)
     assert result.ok, result.problems
-    assert len(result.samples) == 5
+    sheet = pd.read_csv(REPO / cfg["samples"], sep="\t", comment="#")
+    assert list(result.samples["sample"]) == list(sheet["sample"])
+    assert (result.samples["cells"] > 0).all()
 
 
 # --------------------------------------------------------------------------------------------------------
