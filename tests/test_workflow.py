@@ -1,5 +1,6 @@
 """The whole DAG through Snakemake: contract outputs, meaning of the results, input checks, lint."""
 
+import json
 import subprocess
 import sys
 
@@ -111,6 +112,11 @@ def test_scorecard_and_report_cover_every_query_sample(run):
         assert sample in html
     composition = pd.read_csv(run.directory / "results/tables/composition.tsv", sep="\t")
     assert queries <= set(composition["sample"])
+    # Methods lists the run's provenance record (issue #17): its config hash and each input's checksum
+    record = json.loads((run.directory / "results/provenance.json").read_text())
+    assert f"Config sha256 {record['config_sha256']}" in html
+    for info in record["inputs"].values():
+        assert info["sha256"] in html
 
 
 @pytest.mark.workflow

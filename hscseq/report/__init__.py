@@ -238,6 +238,7 @@ def write_report(
     final: str | os.PathLike | None = None,
     cells: str | os.PathLike | None = None,
     config: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the self-contained HTML report.
 
@@ -262,6 +263,8 @@ def write_report(
         ``results/tables/cells.tsv.gz`` (per-cell values: HSC score distributions, UMAP hover).
     config
         The effective config (Methods: full config and parameters per stage).
+    provenance
+        The run's provenance record (:func:`hscseq.provenance.load`), listed in Methods.
     """
     config = dict(config or {})
     t = {name: _read_tsv(path) for name, path in tables.items()}
@@ -308,7 +311,7 @@ def write_report(
         ]
         df = pd.DataFrame(list(samples))
         page.section("inputs", "Inputs", table_html(df[[c for c in cols if c in df]], "samples", open_=True))
-    page.section("methods", "Methods", methods_html(config))
+    page.section("methods", "Methods", methods_html(config, provenance))
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -332,9 +335,14 @@ def run_report(
     final: str | None = None,
     cells: str | None = None,
     config: Mapping[str, Any] | None = None,
+    provenance_record: str | None = None,
     **tables: str,
 ) -> None:
-    """Workflow entry: every other named input is a TSV table shown under its name."""
+    """Workflow entry: every other named input is a TSV table shown under its name; ``provenance_record``
+    (``results/provenance.json``) is listed in Methods."""
+    from hscseq import provenance
+
+    record = provenance.load(provenance_record) if provenance_record else None
     tables = {name: path for name, path in tables.items() if str(path).endswith((".tsv", ".tsv.gz"))}
     write_report(
         html,
@@ -346,4 +354,5 @@ def run_report(
         final=final,
         cells=cells,
         config=config,
+        provenance=record,
     )

@@ -86,12 +86,20 @@ def stage_parameters(config: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def methods_html(config: Mapping | None) -> str:
+def methods_html(config: Mapping | None, provenance: Mapping | None = None) -> str:
     import yaml
 
     out = "<h3>Package versions</h3>" + table_html(
         versions(), "versions", title="package versions", open_=True
     )
+    if provenance:
+        from hscseq.provenance import methods_lines
+
+        items = "".join(f"<li>{esc(line)}</li>" for line in methods_lines(provenance))
+        out += (
+            "<h3>Provenance (results/provenance.json)</h3>"
+            f"<details><summary>versions, config hash and input checksums</summary><ul>{items}</ul></details>"
+        )
     if config:
         out += "<h3>Parameters per stage</h3>"
         out += table_html(stage_parameters(config), "parameters", title="parameters per stage")

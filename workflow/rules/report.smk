@@ -18,6 +18,7 @@ rule report:
         markers="results/tables/markers.tsv",
         mapping_accuracy="results/tables/mapping_accuracy.tsv",
         mapping_calibration="results/tables/mapping_calibration.tsv",
+        provenance_record="results/provenance.json",
         qc_figures=expand("results/qc/{sample}.png", sample=SAMPLE_NAMES),
         figures=[
             "results/figures/fidelity.png",
