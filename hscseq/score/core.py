@@ -29,6 +29,7 @@ from hscseq._plotting import finish, save_and_close
 from hscseq._utils import input_error, resource_path, write_h5ad, write_table
 from hscseq.genes import SPECIES, convert_symbols
 from hscseq.merge import analysis_species  # the one rule (re-exported here for score's callers)
+from hscseq.score.ontogeny import sample_call
 
 logger = logging.getLogger(__name__)
 
@@ -1090,16 +1091,7 @@ def primitive_vs_definitive(
     rows = []
     samples = adata.obs[sample_key].astype(str).to_numpy()
     for s in pd.unique(samples):
-        c = calls[samples == s]
-        prim, defi = float(np.mean(c == "primitive")), float(np.mean(c == "definitive"))
-        if prim >= min_fraction and prim >= 2 * defi:
-            call = "primitive"
-        elif defi >= min_fraction and defi >= 2 * prim:
-            call = "definitive"
-        elif prim >= min_fraction and defi >= min_fraction:
-            call = "mixed"
-        else:
-            call = "undetermined"
+        prim, defi, call = sample_call(calls[samples == s], min_fraction=min_fraction)
         rows.append(
             {
                 "sample": s,
