@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hscseq.fidelity import presence as pr
+from hscseq import lineages
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def profile_lineages(adata: ad.AnnData, *, seed: int = 0) -> np.ndarray:
     from hscseq.fidelity import map_to_profiles
 
     mapped = map_to_profiles(adata, layer=None, random_state=seed, copy=True)
-    return pr.roll_up(mapped.obs["predicted_label"].astype(str).to_numpy(), pr.load_lineages())
+    return lineages.to_lineage(
+        mapped.obs["predicted_label"].astype(str).to_numpy(), lineages.default_hierarchy()
+    )
 
 
 def compare_pbmc(adata: ad.AnnData, *, seed: int = 0) -> pd.DataFrame:
@@ -88,11 +90,11 @@ def compare_simulator(seed: int = 0, n_cells: int = 400) -> pd.DataFrame:
 
     specs = [s for s in datasets.organoid_specs_from_profiles(n_cells, seed=seed) if s.replicate == "r1"]
     sims = datasets.simulate_organoids(specs, seed=seed)
-    hier = {**pr.load_lineages(), "endothelial_like": pr.NOVEL}
+    hier = {**lineages.default_hierarchy(), "endothelial_like": lineages.NOVEL}
     rows = []
     for name, a in sims.items():
         a = a[~a.obs["is_doublet"].to_numpy() & ~a.obs["is_low_quality"].to_numpy()].copy()
-        planted = pd.Series(pr.roll_up(a.obs["true_cell_type"].astype(str), hier)).value_counts(
+        planted = pd.Series(lineages.to_lineage(a.obs["true_cell_type"].astype(str), hier)).value_counts(
             normalize=True
         )
         measured = pd.Series(profile_lineages(a, seed=seed)).value_counts(normalize=True)

@@ -1,4 +1,4 @@
-from hscseq.fidelity.presence import run_lineages
+from hscseq.lineages import run_lineages
 from hscseq.workflow import run_from_snakemake
 
 run_from_snakemake(snakemake, run_lineages)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hscseq import datasets
-from hscseq.fidelity import presence as pr
+from hscseq import HscseqInputError, datasets
+from hscseq import lineages as pr
 
 LINEAGES = ["HSPC", "myeloid", "dendritic", "erythroid", "megakaryocyte", "B", "T", "NK", "stromal", "novel"]
 
@@ -20,7 +20,7 @@ def _planted_counts(seed: int, *, n: int = 500, mismap: float = 0.01) -> pd.Data
     (megakaryocytes rise 0 -> 10%, stromal flat at 10%); cells are drawn multinomially and ``mismap`` of them
     land on a random lineage (mapping noise).
     """
-    hier = {**pr.load_lineages(), "endothelial_like": "novel"}
+    hier = {**pr.default_hierarchy(), "endothelial_like": "novel"}
     rng = np.random.default_rng([seed, 99])
     rows = []
     for spec in datasets.organoid_specs_from_profiles(n, seed=seed):
@@ -49,7 +49,9 @@ def test_planted_rise_is_detected_and_a_flat_lineage_is_not():
     stromal lineage (10% throughout) called in <= 1 of 10."""
     rising, false_calls = 0, 0
     for seed in range(10):
-        trends = pr.lineage_trends(_planted_counts(seed), fdr=0.05).set_index(["lineage", "measure"])
+        trends = pr.lineage_trends(_planted_counts(seed), settings={"fdr": 0.05}).set_index(
+            ["lineage", "measure"]
+        )
         rising += trends.loc[("megakaryocyte", "fraction"), "trend"] == "rising"
         false_calls += trends.loc[("stromal", "fraction"), "trend"] != "flat"
         # lineages never made cannot trend
@@ -131,7 +133,7 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
     adata = adata[~adata.obs["is_doublet"] & ~adata.obs["is_low_quality"]].copy()
     map_to_profiles(adata, layer=None, random_state=0)
     counts = pr.lineage_counts(adata)
-    hier = {**pr.load_lineages(), "endothelial_like": "novel"}
+    hier = {**pr.default_hierarchy(), "endothelial_like": "novel"}
     truth = adata.obs.assign(lineage=adata.obs["true_cell_type"].map(hier))
     errors = []
     for s, g in counts.groupby("sample"):
@@ -163,7 +165,7 @@ def test_profile_path_recovers_the_planted_lineages(tmp_path):
 def test_run_lineages_writes_tables_and_figures(tmp_path):
     """Stage entry on a mapped object (profile reference): tables, a summary line per sample, figures."""
     counts = _planted_counts(2, n=200)
-    hier = pr.load_lineages()
+    hier = pr.default_hierarchy()
     first_type = {lin: child for child, lin in reversed(list(hier.items()))}
     obs_rows = []
     for r in counts.itertuples():
@@ -198,3 +200,32 @@ def test_run_lineages_writes_tables_and_figures(tmp_path):
     assert trends.loc[("T", "fraction"), "trend"] == "never present"
     for f in figs.values():
         assert Path(f).stat().st_size > 10_000
+
+
+def test_lineages_share_the_mapping_hierarchy_loader(tmp_path):
+    """One mechanism: a user hierarchy in the mapping stage's TSV format (header, several levels, comments) is
+    read by the same loader; cells the mapping left at a coarse ``"<parent> (uncertain)"`` label count in
+    their lineage, and a cyclic file is refused naming the file and the config key."""
+    path = tmp_path / "hierarchy.tsv"
+    path.write_text(
+        "# my labels\nchild\tparent\nCD4 naive\tCD4 T\nCD4 memory\tCD4 T\nCD4 T\tT\nMono\tmyeloid\n"
+    )
+    labels = ["CD4 naive", "CD4 T (uncertain)", "Mono", "novel"]
+    obs = pd.DataFrame(
+        {"sample": "s1", "condition": "organoid", "timepoint": "week1", "predicted_label": labels},
+        index=[f"c{i}" for i in range(4)],
+    )
+    adata = ad.AnnData(obs=obs, uns={"fidelity": {"labels": ["CD4 naive", "CD4 memory", "Mono"]}})
+    counts = pr.lineage_counts(adata, settings={"hierarchy": str(path)}).set_index("lineage")
+    assert counts["n_lineage"].to_dict() == {"T": 2, "myeloid": 1, "novel": 1}
+    path.write_text("a\tb\nb\ta\n")
+    with pytest.raises(HscseqInputError, match=r"(?s)hierarchy\.tsv.*cycle.*lineages\.hierarchy"):
+        pr.lineage_counts(adata, settings={"hierarchy": str(path)})
+
+
+def test_settings_object_comes_from_the_schema():
+    from hscseq._settings import schema_defaults
+
+    assert pr.LineageSettings().as_dict() == schema_defaults("lineages")
+    with pytest.raises(HscseqInputError, match=r"lineages\.fdr"):
+        pr.LineageSettings.from_config({"fdr": 2})
