@@ -273,6 +273,31 @@ def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, 
     assert '<span class="chip" style="background:' in text
 
 
+def test_cards_show_the_reference_stage_beside_the_maturity_call_and_the_identity_classes(
+    tmp_path, report_inputs
+):
+    """Issue #13: the reference's closest stage is the primary answer, the score stage's maturity call from
+    stage programmes is shown beside it, and the identity classes say why cells are or are not HSC-like."""
+    sc = _scorecard().assign(closest_stage=["AGM", ""], closest_stage_share=[0.63, np.nan])
+    sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
+    prog = pd.read_csv(report_inputs["tables"]["hsc_programme"], sep="\t")
+    prog = prog.assign(hsc_stage_call=["fetal-liver-like", "undetermined"], n_stage_cells=[121, 4])
+    for slug, values in (("hsc_like", [0.40, 0.05]), ("endothelial_lookalike", [0.35, 0.004])):
+        prog[f"frac_{slug}"] = values
+    prog.to_csv(report_inputs["tables"]["hsc_programme"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    cards = re.findall(r'<ul class="identity">(.*?)</ul>', out.read_text())
+    engineered, organoid = cards
+    assert engineered.index("Closest in vivo stage (reference stages): AGM (63% of its mapped cells)") < (
+        engineered.index("HSC maturity from stage programmes (AGM / fetal liver / adult): fetal-liver-like")
+    )
+    assert "Identity of its cells: HSC-like 40%, endothelial look-alike 35%" in engineered
+    assert "Closest in vivo stage" not in organoid  # no reference stages for this sample
+    assert "undetermined (4 HSC-like or pre-HSC cells)" in organoid
+    assert "endothelial look-alike 0.4%" in organoid
+
+
 def test_tables_are_collapsed_sortable_and_downloadable(tmp_path, report_inputs):
     out = tmp_path / "report.html"
     write_report(out, **report_inputs)

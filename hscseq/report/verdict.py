@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hscseq.report._html import esc
+from hscseq.score.identity import CLASS_SLUGS
 
 KNOWN_SCORECARD = {
     "sample",
@@ -145,6 +146,32 @@ def _extra_calls(row: Mapping) -> str:
     return "".join(out)
 
 
+def _share(x: float) -> str:
+    return f"{100 * x:.1f}%" if x < 0.1 else pct(x)
+
+
+def identity_and_stage(row: Mapping, programme: Mapping | None = None) -> list[str]:
+    """Plain-words HSC identity and stage of one sample: the in vivo stage it maps closest to (when the
+    reference has stages: the primary answer), the score stage's maturity call from stage programmes beside
+    it, and the per-cell identity classes (why cells are or are not HSC-like)."""
+    out = []
+    stage = row.get("closest_stage")
+    if isinstance(stage, str) and stage:
+        share = _num(row, "closest_stage_share")
+        extra = f" ({pct(share)} of its mapped cells)" if np.isfinite(share) else ""
+        out.append(f"Closest in vivo stage (reference stages): {stage}{extra}")
+    call = (programme or {}).get("hsc_stage_call")
+    if isinstance(call, str) and call:
+        n = _num(programme, "n_stage_cells")
+        extra = f" ({int(n)} HSC-like or pre-HSC cells)" if np.isfinite(n) else ""
+        out.append(f"HSC maturity from stage programmes (AGM / fetal liver / adult): {call}{extra}")
+    classes = [(name, _num(programme or {}, f"frac_{slug}")) for name, slug in CLASS_SLUGS.items()]
+    classes = [(name, v) for name, v in classes if np.isfinite(v)]
+    if classes:
+        out.append("Identity of its cells: " + ", ".join(f"{name} {_share(v)}" for name, v in classes))
+    return out
+
+
 PRESENT = ("present", "over-represented", "under-represented", "true", "1", "yes")
 
 
@@ -221,6 +248,9 @@ def cards_html(
             parts += _extra_calls({k: v for k, v in prow.items() if k != "hsc_like_fraction"})
         body += f'<div class="kv">{parts}</div>'
         body += _presence_chips(presence, row["sample"], colours or {})
+        lines = identity_and_stage(row, prow)
+        if lines:
+            body += '<ul class="identity">' + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>"
         body += f'<p class="sentence" data-sample="{esc(row["sample"])}">{esc(sentence(row, prow, band))}</p>'
         cards.append(f'<div class="card">{body}</div>')
     return f'<div class="cards">{"".join(cards)}</div>'
