@@ -9,6 +9,7 @@ import yaml
 from hscseq import HscseqInputError
 from hscseq._settings import config_schema, schema_defaults, settings_from_config
 from hscseq.fidelity import FidelitySettings
+from hscseq.score import ScoreSettings, score_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = [k for k, v in config_schema()["properties"].items() if v.get("type") == "object"]
@@ -26,11 +27,12 @@ def test_config_yaml_states_the_schema_defaults(section):
         )
 
 
-def test_fidelity_settings_take_every_default_from_the_schema():
-    defaults = schema_defaults("fidelity")
-    fields = {f.name for f in dataclasses.fields(FidelitySettings)}
+@pytest.mark.parametrize(("cls", "section"), [(FidelitySettings, "fidelity"), (ScoreSettings, "score")])
+def test_settings_take_every_default_from_the_schema(cls, section):
+    defaults = schema_defaults(section)
+    fields = {f.name for f in dataclasses.fields(cls)}
     assert fields == set(defaults)  # one field per config key, nothing hidden in code
-    assert FidelitySettings().as_dict() == defaults
+    assert cls().as_dict() == defaults
 
 
 def test_settings_are_frozen_validated_and_merged():
@@ -46,3 +48,16 @@ def test_settings_are_frozen_validated_and_merged():
     assert s.replace(method="scanvi").method == "scanvi"
     assert FidelitySettings().mapping_method() == "knn"
     assert FidelitySettings().mapping_method(external_reference=True) == "scanvi"
+
+
+def test_score_settings_validate_and_keep_the_config_semantics():
+    s = score_settings({"n_null": 40, "seed": None, "signatures": None, "reference_hsc_labels": ("HSC",)})
+    assert s.n_null == 40
+    assert s.seed == schema_defaults("score")["seed"]  # a key without value means the default
+    assert s.reference_hsc_labels == ["HSC"]
+    assert score_settings(s, method="control").method == "control"
+    assert "signatures" not in s.as_params()  # unset values are not recorded
+    with pytest.raises(HscseqInputError, match="'n_nul' was unexpected"):
+        score_settings({"n_nul": 40})
+    with pytest.raises(HscseqInputError, match=r"score\.method"):
+        score_settings(s, method="mean")
