@@ -5,14 +5,16 @@ stage's settings object is a frozen dataclass whose fields take their defaults f
 :func:`schema_field`, and which is built from a config section (validated against the same schema) by
 :func:`settings_from_config`. No stage keeps a dict of defaults of its own.
 
-Example (any stage can adopt it)::
+Example (any stage can adopt it; :class:`StageSettings` gives it ``from_config``, ``replace``, ``as_dict``,
+``as_params`` and ``coerce``)::
 
     @dataclass(frozen=True)
-    class ClusterSettings:
+    class ClusterSettings(StageSettings):
+        stage: ClassVar[str] = "cluster"
         n_neighbors: int = schema_field("cluster", "n_neighbors")
         ...
 
-    cfg = settings_from_config(ClusterSettings, "cluster", config["cluster"])
+    cfg = ClusterSettings.from_config(config["cluster"])
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from hscseq._utils import input_error
 
@@ -119,3 +121,40 @@ def settings_from_config(cls: type[T], stage: str, values: Mapping[str, Any] | N
 def settings_dict(settings: Any) -> dict[str, Any]:
     """The settings as a plain dict (for ``uns[...]["params"]`` and logs)."""
     return dataclasses.asdict(settings)
+
+
+class StageSettings:
+    """Methods of a stage's frozen settings dataclass; the subclass sets ``stage`` (its config section)."""
+
+    stage: ClassVar[str]
+
+    @classmethod
+    def _section(cls, section: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The config section as the schema validates it (a hook for a stage's own reading of values)."""
+        return dict(section or {})
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None = None) -> Self:
+        """Settings from a (partial) config section, validated against the schema."""
+        return settings_from_config(cls, cls.stage, cls._section(section))
+
+    @classmethod
+    def coerce(cls, settings: Self | Mapping[str, Any] | None = None, **changes: Any) -> Self:
+        """``settings`` (an object, a config section or ``None`` = defaults) with ``changes`` applied."""
+        if isinstance(settings, cls):
+            return settings.replace(**changes)
+        return cls.from_config({**dict(settings or {}), **changes})
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` (validated against the schema like a config section)."""
+        if not changes:
+            return self
+        return type(self).from_config({**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (recorded in ``uns[...]["params"]``)."""
+        return settings_dict(self)
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings without unset (``None``) values, as written to ``uns[...]["params"]["settings"]``."""
+        return {k: v for k, v in self.as_dict().items() if v is not None}

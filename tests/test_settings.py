@@ -18,6 +18,7 @@ from hscseq.qc import (
     resolve_settings,
     score_cell_cycle,
 )
+from hscseq.score import ScoreSettings, score_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = [k for k, v in config_schema()["properties"].items() if v.get("type") == "object"]
@@ -35,11 +36,12 @@ def test_config_yaml_states_the_schema_defaults(section):
         )
 
 
-def test_fidelity_settings_take_every_default_from_the_schema():
-    defaults = schema_defaults("fidelity")
-    fields = {f.name for f in dataclasses.fields(FidelitySettings)}
+@pytest.mark.parametrize(("cls", "section"), [(FidelitySettings, "fidelity"), (ScoreSettings, "score")])
+def test_settings_take_every_default_from_the_schema(cls, section):
+    defaults = schema_defaults(section)
+    fields = {f.name for f in dataclasses.fields(cls)}
     assert fields == set(defaults)  # one field per config key, nothing hidden in code
-    assert FidelitySettings().as_dict() == defaults
+    assert cls().as_dict() == defaults
 
 
 def test_settings_are_frozen_validated_and_merged():
@@ -93,3 +95,16 @@ def test_qc_settings_per_sample_overrides_are_validated():
         s.replace(per_sample={"s1": {"mito_max_pct": 150}}).for_sample("s1")
     with pytest.raises(HscseqInputError, match=r"qc\.doublet_rule"):
         QCSettings.from_config({"doublet_rule": "vote"})
+
+
+def test_score_settings_validate_and_keep_the_config_semantics():
+    s = score_settings({"n_null": 40, "seed": None, "signatures": None, "reference_hsc_labels": ("HSC",)})
+    assert s.n_null == 40
+    assert s.seed == schema_defaults("score")["seed"]  # a key without value means the default
+    assert s.reference_hsc_labels == ["HSC"]
+    assert score_settings(s, method="control").method == "control"
+    assert "signatures" not in s.as_params()  # unset values are not recorded
+    with pytest.raises(HscseqInputError, match="'n_nul' was unexpected"):
+        score_settings({"n_nul": 40})
+    with pytest.raises(HscseqInputError, match=r"score\.method"):
+        score_settings(s, method="mean")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from hscseq._settings import schema_field, settings_dict, settings_from_config
+from hscseq._settings import StageSettings, schema_field
 
 NOVEL = "novel"
 PARTS = ("identity", "similarity", "programme", "composition")
@@ -21,9 +21,10 @@ STAGE = "fidelity"
 
 
 @dataclass(frozen=True)
-class FidelitySettings:
+class FidelitySettings(StageSettings):
     """Settings of the fidelity stage (config section ``fidelity``; meanings in the schema and README)."""
 
+    stage: ClassVar[str] = STAGE
     method: str = schema_field(STAGE, "method")
     n_neighbors: int = schema_field(STAGE, "n_neighbors")
     n_bootstrap: int = schema_field(STAGE, "n_bootstrap")
@@ -57,25 +58,6 @@ class FidelitySettings:
     sibling_genes: int = schema_field(STAGE, "sibling_genes")
     logreg_c: float = schema_field(STAGE, "logreg_c")
 
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None = None) -> FidelitySettings:
-        """Settings from a (partial) ``fidelity`` config section, validated against the schema."""
-        return settings_from_config(cls, STAGE, section)
-
-    def replace(self, **changes: Any) -> FidelitySettings:
-        """A copy with ``changes`` (validated against the schema like a config section)."""
-        if not changes:
-            return self
-        return settings_from_config(type(self), STAGE, {**self.as_dict(), **changes})
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict (recorded in ``uns[...]["params"]``)."""
-        return settings_dict(self)
-
-    def as_params(self) -> dict[str, Any]:
-        """The settings without unset (``None``) values, as written to ``uns[...]["params"]["settings"]``."""
-        return {k: v for k, v in self.as_dict().items() if v is not None}
-
     def mapping_method(self, *, external_reference: bool = False) -> str:
         """``method`` with ``auto`` resolved: scANVI surgery onto a reference h5ad, kNN otherwise."""
         if self.method != "auto":
@@ -92,6 +74,4 @@ def fidelity_settings(
     settings: FidelitySettings | Mapping[str, Any] | None = None, **changes: Any
 ) -> FidelitySettings:
     """``settings`` (an object, a config section or ``None`` = defaults) with ``changes`` applied."""
-    if isinstance(settings, FidelitySettings):
-        return settings.replace(**changes)
-    return FidelitySettings.from_config({**dict(settings or {}), **changes})
+    return FidelitySettings.coerce(settings, **changes)

@@ -43,9 +43,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from hscseq._labels import DEFAULT_HSC_LABELS
 from hscseq._utils import input_error
 from hscseq.genes import convert_symbols
-from hscseq.score.core import DEFAULT_HSC_LABELS, _reference_hsc_mask, analysis_species
+from hscseq.merge import analysis_species
+from hscseq.score.likeness import _reference_hsc_mask
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +282,112 @@ def _lineage_keys(adata: ad.AnnData, signatures_key: str) -> list[str]:
     return [f"{prefix}{n}_z" for n in names if n not in NOT_COMMITTED and f"{prefix}{n}_z" in adata.obs]
 
 
+def programme_z_scores(
+    adata: ad.AnnData,
+    keys: Mapping[str, str],
+    lineage_keys: Sequence[str] | None = None,
+    signatures_key: str = "signatures",
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per-cell programme z-scores for the rules (a missing column: NaN, unscored) and the lineage columns.
+
+    ``keys`` maps ``hsc``, ``haematopoietic``, ``endothelial``, ``eht`` and ``progenitor`` to ``obs``
+    columns; ``z['lineage']`` is cells x lineages (default lineages: :func:`_lineage_keys`). The HSC column
+    must exist.
+    """
+    if keys["hsc"] not in adata.obs:
+        raise input_error(f"obs[{keys['hsc']!r}] is missing.", fix="score the HSC signature first.")
+    nan = np.full(adata.n_obs, np.nan)
+
+    def col(key: str) -> np.ndarray:
+        return adata.obs[key].to_numpy(dtype=float) if key in adata.obs else nan
+
+    lineage_keys = list(_lineage_keys(adata, signatures_key) if lineage_keys is None else lineage_keys)
+    z = {name: col(key) for name, key in keys.items()}
+    z["lineage"] = np.column_stack([col(k) for k in lineage_keys]) if lineage_keys else nan[:, None]
+    return z, lineage_keys
+
+
+def _gate(
+    adata: ad.AnnData, genes: Sequence[str], *, species: str | None, use_gate: bool | None
+) -> tuple[bool, np.ndarray | None, list[str]]:
+    """Whether the co-expression gate applies (default: human analyses), its per-cell counts and genes."""
+    species = species or analysis_species(adata)
+    use_gate = species == "human" if use_gate is None else bool(use_gate)
+    if not use_gate:
+        return False, None, []
+    return True, *gate_counts(adata, genes, species=species)
+
+
+def _anchored_thresholds(
+    z: Mapping[str, np.ndarray], reference: np.ndarray, gate: np.ndarray | None, anchors: Mapping
+) -> tuple[dict, dict[str, str]]:
+    """:func:`identity_thresholds` with ``anchors`` (z_on, quantile, min_reference_cells, gate_min); warns
+    when there are too few reference HSCs to anchor on."""
+    thresholds, how = identity_thresholds(z, reference, gate_count=gate, **anchors)
+    if reference.sum() < anchors["min_reference_cells"]:
+        logger.warning(
+            "only %d in vivo reference HSCs: identity thresholds are the defaults (z >= %g)",
+            int(reference.sum()),
+            anchors["z_on"],
+        )
+    return thresholds, how
+
+
+def _write_calls(
+    adata: ad.AnnData,
+    z: Mapping[str, np.ndarray],
+    thresholds: Mapping,
+    gate: np.ndarray | None,
+    lineage_keys: Sequence[str],
+    key_added: str,
+) -> tuple[np.ndarray, list[str]]:
+    """Write the class, identity score, strongest lineage on and (human) gate count per cell into ``obs``.
+
+    Returns the calls and the lineage names (``[""]`` without lineages).
+    """
+    calls = identity_calls(z, thresholds, gate_count=gate)
+    adata.obs[key_added] = pd.Categorical(calls, categories=list(IDENTITY_CLASSES))
+    adata.obs[f"{key_added}_score"] = identity_score(z, thresholds, gate_count=gate).astype(np.float32)
+    names = [k.removeprefix("score_").removesuffix("_z") for k in lineage_keys] or [""]
+    m_lin, best = lineage_margin(z["lineage"], thresholds["lineage"])
+    on = np.isfinite(m_lin) & (m_lin >= 0)
+    adata.obs[f"{key_added}_lineage"] = np.where(on, np.asarray(names, dtype=object)[best], "")
+    if gate is not None:
+        adata.obs[f"{key_added}_gate"] = gate.astype(np.int16)
+    return calls, names
+
+
+def _identity_uns(
+    params: dict,
+    thresholds: Mapping,
+    how: Mapping[str, str],
+    names: Sequence[str],
+    calls: np.ndarray,
+    reference: np.ndarray,
+    samples: pd.DataFrame,
+) -> dict:
+    """``uns[key_added]`` of :func:`hsc_identity` (and the log line of thresholds and class counts)."""
+    logger.info(
+        "HSC identity thresholds %s; classes %s",
+        {k: np.round(v, 2) for k, v in thresholds.items()},
+        pd.Series(calls).value_counts().to_dict(),
+    )
+    return {
+        "params": params,
+        "thresholds": {k: float(v) for k, v in thresholds.items() if k != "lineage"},
+        "lineage_thresholds": dict(
+            zip(names, np.broadcast_to(thresholds["lineage"], len(names)).tolist(), strict=True)
+        ),
+        "how": how,
+        "rules": RULES,
+        "n_reference_hsc": int(reference.sum()),
+        "reference_hsc_sensitivity": float(np.mean(calls[reference] == "HSC-like"))
+        if reference.any()
+        else float("nan"),
+        "samples": samples,
+    }
+
+
 def hsc_identity(
     adata: ad.AnnData,
     *,
@@ -315,8 +423,7 @@ def hsc_identity(
         Cells scored by :func:`score_signatures` for the HSC, ``haematopoietic``, ``endothelial``, ``eht``
         and lineage signatures (log-normalised ``X`` for the gate).
     hsc_key
-        ``obs`` column of the native HSC programme z-score (a missing column counts as unscored, as for the
-        other programme keys).
+        ``obs`` column of the native HSC programme z-score (required; other programme columns may be absent).
     haematopoietic_key
         ``obs`` column of the haematopoietic-identity z-score.
     endothelial_key
@@ -324,8 +431,7 @@ def hsc_identity(
     eht_key
         ``obs`` column of the EHT z-score.
     progenitor_key
-        ``obs`` column of the multipotent-progenitor z-score; it only orders cells below the HSC threshold
-        in the continuous score.
+        ``obs`` column of the multipotent-progenitor z-score (orders cells below the HSC threshold only).
     lineage_keys
         ``obs`` z-score columns of the committed lineages (default: every scored signature of role
         ``lineage`` except ``mpp_lmpp``); the per-cell maximum is the lineage programme.
@@ -373,28 +479,10 @@ def hsc_identity(
     ``params``.
     """
     adata = adata.copy() if copy else adata
-    if hsc_key not in adata.obs:
-        raise input_error(f"obs[{hsc_key!r}] is missing.", fix="score the HSC signature first.")
-    species = species or analysis_species(adata)
-    use_gate = species == "human" if use_gate is None else use_gate
-    nan = np.full(adata.n_obs, np.nan)
-
-    def col(key: str) -> np.ndarray:
-        return adata.obs[key].to_numpy(dtype=float) if key in adata.obs else nan
-
-    lineage_keys = list(_lineage_keys(adata, signatures_key) if lineage_keys is None else lineage_keys)
-    lin = np.column_stack([col(k) for k in lineage_keys]) if lineage_keys else nan[:, None]
-    z = {
-        "hsc": col(hsc_key),
-        "haematopoietic": col(haematopoietic_key),
-        "endothelial": col(endothelial_key),
-        "eht": col(eht_key),
-        "progenitor": col(progenitor_key),
-        "lineage": lin,
-    }
-    gate, gate_measured = (None, [])
-    if use_gate:
-        gate, gate_measured = gate_counts(adata, gate_genes, species=species)
+    keys = {"hsc": hsc_key, "haematopoietic": haematopoietic_key, "endothelial": endothelial_key}
+    keys.update(eht=eht_key, progenitor=progenitor_key)
+    z, lineage_keys = programme_z_scores(adata, keys, lineage_keys, signatures_key)
+    use_gate, gate, gate_measured = _gate(adata, gate_genes, species=species, use_gate=use_gate)
     reference = _reference_hsc_mask(
         adata,
         condition_key=condition_key,
@@ -402,67 +490,22 @@ def hsc_identity(
         reference_condition=reference_condition,
         hsc_labels=hsc_labels,
     )
-    thresholds, how = identity_thresholds(
-        z,
-        reference,
-        gate_count=gate,
-        z_on=z_on,
-        quantile=quantile,
-        min_reference_cells=min_reference_cells,
-        gate_min=gate_min,
-    )
-    if reference.sum() < min_reference_cells:
-        logger.warning(
-            "only %d in vivo reference HSCs: identity thresholds are the defaults (z >= %g)",
-            int(reference.sum()),
-            z_on,
-        )
-    calls = identity_calls(z, thresholds, gate_count=gate)
-    adata.obs[key_added] = pd.Categorical(calls, categories=list(IDENTITY_CLASSES))
-    adata.obs[f"{key_added}_score"] = identity_score(z, thresholds, gate_count=gate).astype(np.float32)
-    names = [k.removeprefix("score_").removesuffix("_z") for k in lineage_keys] or [""]
-    m_lin, best = lineage_margin(lin, thresholds["lineage"])
-    on = np.isfinite(m_lin) & (m_lin >= 0)
-    adata.obs[f"{key_added}_lineage"] = np.where(on, np.asarray(names, dtype=object)[best], "")
-    if gate is not None:
-        adata.obs[f"{key_added}_gate"] = gate.astype(np.int16)
+    anchors = dict(z_on=z_on, quantile=quantile, min_reference_cells=min_reference_cells, gate_min=gate_min)
+    thresholds, how = _anchored_thresholds(z, reference, gate, anchors)
+    calls, names = _write_calls(adata, z, thresholds, gate, lineage_keys, key_added)
     samples = _sample_table(adata, calls, sample_key, condition_key, n_bootstrap, random_state)
-    adata.uns[key_added] = {
-        "params": {
-            "hsc_key": hsc_key,
-            "haematopoietic_key": haematopoietic_key,
-            "endothelial_key": endothelial_key,
-            "eht_key": eht_key,
-            "progenitor_key": progenitor_key,
-            "lineage_keys": lineage_keys,
-            "use_gate": bool(use_gate),
-            "gate_genes_measured": gate_measured,
-            "z_on": z_on,
-            "quantile": quantile,
-            "min_reference_cells": min_reference_cells,
-            "gate_min": gate_min,
-            "n_bootstrap": n_bootstrap,
-            "reference_condition": reference_condition,
-            "hsc_labels": list(hsc_labels),
-            "random_state": random_state,
-        },
-        "thresholds": {k: float(v) for k, v in thresholds.items() if k != "lineage"},
-        "lineage_thresholds": dict(
-            zip(names, np.broadcast_to(thresholds["lineage"], len(names)).tolist(), strict=True)
-        ),
-        "how": how,
-        "rules": RULES,
-        "n_reference_hsc": int(reference.sum()),
-        "reference_hsc_sensitivity": float(np.mean(calls[reference] == "HSC-like"))
-        if reference.any()
-        else float("nan"),
-        "samples": samples,
+    params = {
+        **{f"{k}_key": v for k, v in keys.items()},
+        "lineage_keys": lineage_keys,
+        "use_gate": use_gate,
+        "gate_genes_measured": gate_measured,
+        **anchors,
+        "n_bootstrap": n_bootstrap,
+        "reference_condition": reference_condition,
+        "hsc_labels": list(hsc_labels),
+        "random_state": random_state,
     }
-    logger.info(
-        "HSC identity thresholds %s; classes %s",
-        {k: np.round(v, 2) for k, v in thresholds.items()},
-        pd.Series(calls).value_counts().to_dict(),
-    )
+    adata.uns[key_added] = _identity_uns(params, thresholds, how, names, calls, reference, samples)
     return adata if copy else None
 
 
@@ -555,41 +598,3 @@ def hsc_like_summary(adata: ad.AnnData, *, key: str = "hsc_identity", key_added:
         else float("nan"),
         "samples": table,
     }
-
-
-def run_identity(adata: ad.AnnData, cfg: Mapping, *, hsc_name: str, species: str) -> None:
-    """Score-stage step: identity call, identity-aware ``hsc_score``, HSC-like summary, stage and ontogeny.
-
-    ``obs['hsc_score']`` becomes the identity score; the native programme stays in
-    ``obs['score_<hsc_name>']`` (``score_hsc_native`` by default).
-    """
-    from hscseq.score.ontogeny import primitive_vs_definitive_evidence
-    from hscseq.score.stage import hsc_stage
-
-    if not np.isfinite(adata.obs[f"score_{hsc_name}"]).any():
-        raise input_error(
-            f"the HSC signature {hsc_name!r} could not be scored (coverage below {cfg['min_coverage']}).",
-            fix="check the species and gene symbols, or choose another score.hsc_signature.",
-        )
-    hsc_identity(
-        adata,
-        hsc_key=f"score_{hsc_name}_z",
-        species=species,
-        hsc_labels=cfg["reference_hsc_labels"],
-        z_on=cfg["identity_z"],
-        quantile=cfg["hsc_quantile"],
-        min_reference_cells=cfg["min_reference_cells"],
-        gate_min=cfg["identity_gate_min"],
-        n_bootstrap=cfg["n_bootstrap"],
-        random_state=cfg["seed"],
-    )
-    adata.obs["hsc_score"] = adata.obs["hsc_identity_score"]
-    hsc_like_summary(adata)
-    hsc_stage(adata, z_on=cfg["identity_z"])
-    primitive_vs_definitive_evidence(
-        adata,
-        species=species,
-        haematopoietic_threshold=adata.uns["hsc_identity"]["thresholds"]["haematopoietic"],
-        z_min=cfg["ontogeny_z"],
-        min_fraction=cfg["ontogeny_min_fraction"],
-    )

@@ -14,6 +14,10 @@ other, ``mixed`` when both reach it, ``undetermined`` otherwise (including sampl
 HOXA-positive haematopoietic cells). When the erythroid programme cannot be scored (too few of its genes
 measured), cells with a globin-set z >= ``z_min`` count as erythroid (globins are erythroid-only), with a
 warning.
+
+:func:`primitive_vs_definitive_evidence` is the evidence call the score stage uses;
+:func:`primitive_vs_definitive` (numeric core :func:`ontogeny_calls`) is the plain call on the two globin-set
+z-scores alone (the higher one if it reaches ``z_min``), with the same per-sample rule (:func:`sample_call`).
 """
 
 from __future__ import annotations
@@ -186,6 +190,94 @@ def primitive_vs_definitive_evidence(
             "hoxa_genes": hoxa_genes,
             "z_min": z_min,
             "hoxa_min": hoxa_min,
+            "min_fraction": min_fraction,
+        },
+        "samples": pd.DataFrame(rows),
+    }
+    return adata if copy else None
+
+
+def ontogeny_calls(primitive_z: np.ndarray, definitive_z: np.ndarray, *, z_min: float = 3.0) -> np.ndarray:
+    """Per cell 'primitive', 'definitive' or 'none': the higher of two z-scores if it reaches ``z_min``."""
+    p = np.nan_to_num(np.asarray(primitive_z, dtype=float), nan=-np.inf)
+    d = np.nan_to_num(np.asarray(definitive_z, dtype=float), nan=-np.inf)
+    out = np.full(len(p), "none", dtype=object)
+    out[(p >= z_min) & (p > d)] = "primitive"
+    out[(d >= z_min) & (d >= p)] = "definitive"
+    return out
+
+
+def primitive_vs_definitive(
+    adata: ad.AnnData,
+    *,
+    primitive_key: str = "score_primitive_z",
+    definitive_key: str = "score_definitive_z",
+    sample_key: str = "sample",
+    z_min: float = 3.0,
+    min_fraction: float = 0.02,
+    key_added: str = "ontogeny",
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Primitive (yolk-sac-like) versus definitive haematopoiesis, per cell and per sample.
+
+    A cell is 'primitive' when its primitive z-score (against expression-matched random sets) reaches
+    ``z_min`` and beats the definitive one, 'definitive' in the symmetric case, else 'none'. Per sample:
+    'primitive' when the primitive fraction is >= ``min_fraction`` and at least twice the definitive
+    fraction, 'definitive' symmetrically, 'mixed' when both reach ``min_fraction`` otherwise, and
+    'undetermined' when neither does.
+
+    Parameters
+    ----------
+    adata
+        Cells scored for the primitive and definitive signatures.
+    primitive_key
+        ``obs`` column of the primitive z-score.
+    definitive_key
+        ``obs`` column of the definitive z-score.
+    sample_key
+        ``obs`` column of samples.
+    z_min
+        Minimum z-score of a primitive/definitive cell.
+    min_fraction
+        Minimum share of cells for a sample-level call.
+    key_added
+        ``obs`` column of the per-cell call and ``uns`` key of the per-sample table.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``. Writes ``obs[key_added]`` (categorical) and
+    ``uns[key_added]`` with ``samples`` (primitive_fraction, definitive_fraction,
+    primitive_definitive_call) and ``params``.
+    """
+    adata = adata.copy() if copy else adata
+    for key in (primitive_key, definitive_key):
+        if key not in adata.obs:
+            raise input_error(
+                f"obs[{key!r}] is missing.", fix="score the 'primitive' and 'definitive' signatures first."
+            )
+    calls = ontogeny_calls(
+        adata.obs[primitive_key].to_numpy(), adata.obs[definitive_key].to_numpy(), z_min=z_min
+    )
+    adata.obs[key_added] = pd.Categorical(calls, categories=["primitive", "definitive", "none"])
+    rows = []
+    samples = adata.obs[sample_key].astype(str).to_numpy()
+    for s in pd.unique(samples):
+        prim, defi, call = sample_call(calls[samples == s], min_fraction=min_fraction)
+        rows.append(
+            {
+                "sample": s,
+                "primitive_fraction": prim,
+                "definitive_fraction": defi,
+                "primitive_definitive_call": call,
+            }
+        )
+    adata.uns[key_added] = {
+        "params": {
+            "primitive_key": primitive_key,
+            "definitive_key": definitive_key,
+            "z_min": z_min,
             "min_fraction": min_fraction,
         },
         "samples": pd.DataFrame(rows),

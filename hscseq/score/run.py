@@ -1,0 +1,227 @@
+"""The score stage's entry point (the Snakemake rule's one call): :func:`run_score`.
+
+Reads the clustered h5ad, scores the library and user signatures (:func:`~hscseq.score.score_signatures`),
+calls HSC identity, HSC-likeness, stage and ontogeny (:func:`run_identity`), compares HSC-like cells with in
+vivo HSCs (:func:`~hscseq.score.missing_programme`) and writes the scored h5ad, the per-sample programme
+table, a figure and optional coverage / missing-gene tables. Settings: one :class:`ScoreSettings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from hscseq._plotting import save_and_close
+from hscseq._utils import input_error, write_h5ad, write_table
+from hscseq.merge import analysis_species
+from hscseq.score.identity import hsc_identity, hsc_like_summary
+from hscseq.score.ontogeny import primitive_vs_definitive_evidence
+from hscseq.score.plotting import plot_scores
+from hscseq.score.programme import missing_programme
+from hscseq.score.scoring import score_signatures
+from hscseq.score.settings import ScoreSettings, score_settings
+from hscseq.score.signatures import Signature, load_signatures
+from hscseq.score.stage import hsc_stage
+from hscseq.score.tables import programme_table
+
+logger = logging.getLogger(__name__)
+
+#: Library signatures the score stage always scores (identity call, stage, ontogeny).
+IDENTITY_SIGNATURES = (
+    "primitive",
+    "definitive",
+    "erythroid",
+    "haematopoietic",
+    "endothelial",
+    "eht",
+    "mpp_lmpp",
+    "stage_nascent",
+    "stage_fetal",
+)
+
+
+def _check_input(adata: ad.AnnData, path: str) -> None:
+    missing = [c for c in ("sample", "condition") if c not in adata.obs]
+    if missing:
+        raise input_error(
+            f"obs lacks the column(s) {missing}.",
+            path=path,
+            fix="run the upstream stages (ingest -> cluster) which add them.",
+        )
+    if adata.n_obs == 0:
+        raise input_error("no cells.", path=path, fix="check the QC thresholds upstream.")
+    X = adata.X
+    sample = X[: min(adata.n_obs, 500)]
+    values = sample.data if sp.issparse(sample) else np.asarray(sample).ravel()
+    if values.size and (values.max() > 50 or np.all(np.mod(values, 1) == 0)):
+        raise input_error(
+            "X does not look log-normalised (integer values or values above 50).",
+            path=path,
+            fix="X must hold log1p-normalised expression, raw counts in layers['counts'].",
+        )
+
+
+def stage_signatures(s: ScoreSettings, *, species: str, path: str) -> dict[str, Signature]:
+    """The signatures the stage scores: ``s.signatures`` (all when unset) of the library and user files,
+    plus the HSC signature and :data:`IDENTITY_SIGNATURES` (from the library) when not among them."""
+    signatures = load_signatures(
+        s.user_signatures, species=species, user_species=s.user_species, names=s.signatures
+    )
+    hsc_name = s.hsc_signature
+    if hsc_name not in signatures:
+        all_sigs = load_signatures(s.user_signatures, species=species, user_species=s.user_species)
+        if hsc_name not in all_sigs:
+            raise input_error(
+                f"the HSC signature {hsc_name!r} is not in the library or the user files.",
+                path=path,
+                fix=f"set score.hsc_signature to one of {sorted(all_sigs)}.",
+            )
+        signatures[hsc_name] = all_sigs[hsc_name]
+    library = load_signatures(species=species)
+    for needed in IDENTITY_SIGNATURES:  # programmes of the identity call, stage and ontogeny
+        if needed not in signatures:
+            signatures[needed] = library[needed]
+    return signatures
+
+
+def run_identity(
+    adata: ad.AnnData, settings: ScoreSettings | Mapping[str, Any] | None, *, hsc_name: str, species: str
+) -> None:
+    """Score-stage step: identity call, identity-aware ``hsc_score``, HSC-like summary, stage and ontogeny.
+
+    ``obs['hsc_score']`` becomes the identity score; the native programme stays in
+    ``obs['score_<hsc_name>']`` (``score_hsc_native`` by default).
+    """
+    s = score_settings(settings)
+    if not np.isfinite(adata.obs[f"score_{hsc_name}"]).any():
+        raise input_error(
+            f"the HSC signature {hsc_name!r} could not be scored (coverage below {s.min_coverage}).",
+            fix="check the species and gene symbols, or choose another score.hsc_signature.",
+        )
+    hsc_identity(
+        adata,
+        hsc_key=f"score_{hsc_name}_z",
+        species=species,
+        hsc_labels=s.reference_hsc_labels,
+        z_on=s.identity_z,
+        quantile=s.hsc_quantile,
+        min_reference_cells=s.min_reference_cells,
+        gate_min=s.identity_gate_min,
+        n_bootstrap=s.n_bootstrap,
+        random_state=s.seed,
+    )
+    adata.obs["hsc_score"] = adata.obs["hsc_identity_score"]
+    hsc_like_summary(adata)
+    hsc_stage(adata, z_on=s.identity_z)
+    primitive_vs_definitive_evidence(
+        adata,
+        species=species,
+        haematopoietic_threshold=adata.uns["hsc_identity"]["thresholds"]["haematopoietic"],
+        z_min=s.ontogeny_z,
+        min_fraction=s.ontogeny_min_fraction,
+    )
+
+
+def _write_outputs(
+    adata: ad.AnnData,
+    table: pd.DataFrame,
+    *,
+    scored: str,
+    programme: str,
+    figure: str,
+    coverage: str | None,
+    missing: str | None,
+) -> None:
+    write_h5ad(adata, scored)
+    write_table(table, programme, index=False)
+    if coverage:
+        cov = adata.uns["signatures"]["coverage"].merge(
+            adata.uns["signatures"]["coverage_by_sample"], on="signature", how="left"
+        )
+        write_table(cov, coverage, index=False)
+    if missing:
+        write_table(adata.uns["missing_programme"]["genes"], missing, index=False)
+    save_and_close(plot_scores(adata), figure)
+
+
+def run_score(
+    *,
+    clustered: str,
+    scored: str,
+    programme: str,
+    figure: str,
+    settings: ScoreSettings | Mapping[str, Any],
+    coverage: str | None = None,
+    missing: str | None = None,
+) -> None:
+    """Score the clustered cells and write the scored h5ad, the HSC-programme table and a figure.
+
+    ``settings`` is the ``score`` config section (or a :class:`ScoreSettings`); it becomes one
+    :class:`ScoreSettings` (schema defaults, validated: an unknown key is an error).
+
+    Outputs: ``scored`` (obs ``hsc_score`` = the identity-aware HSC score of
+    :mod:`hscseq.score.identity`, ``score_<name>`` (+ ``_z``, ``_p``) for every library / user signature
+    (the native programme alone: ``score_hsc_native``), ``hsc_identity`` (class) and its ``_score``,
+    ``_lineage``, ``_gate``, ``hsc_like``, ``hsc_stage``, ``ontogeny``; uns ``signatures``, ``hsc_identity``,
+    ``hsc_like``, ``hsc_stage``, ``missing_programme``, ``ontogeny``), ``programme`` (one row per sample,
+    :data:`~hscseq.score.tables.PROGRAMME_COLUMNS` plus details: identity class fractions with CIs, stage
+    shares), ``figure`` (PNG), optionally ``coverage`` (coverage per signature and per sample) and
+    ``missing`` (per sample and gene comparison with in vivo HSCs).
+    """
+    s = score_settings(settings)
+    if not Path(clustered).is_file():
+        raise input_error("the clustered h5ad does not exist.", path=clustered, fix="run the cluster stage.")
+    adata = ad.read_h5ad(clustered)
+    _check_input(adata, clustered)
+    species = analysis_species(adata)
+    signatures = stage_signatures(s, species=species, path=clustered)
+    logger.info(
+        "scoring %d signatures (%s) on %d cells, species %s", len(signatures), s.method, adata.n_obs, species
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        score_signatures(
+            adata,
+            signatures,
+            method=s.method,
+            n_null=s.n_null,
+            n_bins=s.n_bins,
+            n_ctrl=s.n_ctrl,
+            max_rank=s.aucell_max_rank,
+            min_coverage=s.min_coverage,
+            species=species,
+            random_state=s.seed,
+        )
+    run_identity(adata, s, hsc_name=s.hsc_signature, species=species)  # hsc_score, hsc_like, stage, ontogeny
+    missing_programme(
+        adata,
+        adata.uns["signatures"]["genes"][s.hsc_signature]["up"],
+        hsc_labels=s.reference_hsc_labels,
+        min_reference_detection=s.min_reference_detection,
+        established_ratio=s.established_ratio,
+        min_query_cells=s.min_query_cells,
+    )
+    table = programme_table(adata)
+    adata.uns.setdefault("hscseq", {})
+    adata.uns["hscseq"]["score"] = {
+        "settings": s.as_params(),
+        "hsc_signature": s.hsc_signature,
+        "species": species,
+    }
+    _write_outputs(
+        adata, table, scored=scored, programme=programme, figure=figure, coverage=coverage, missing=missing
+    )
+    logger.info(
+        "HSC-like fractions:\n%s",
+        table[["sample", "hsc_like_fraction", "hsc_programme_share", "primitive_definitive_call"]].to_string(
+            index=False
+        ),
+    )
