@@ -221,11 +221,3 @@ def test_lineages_share_the_mapping_hierarchy_loader(tmp_path):
     path.write_text("a\tb\nb\ta\n")
     with pytest.raises(HscseqInputError, match=r"(?s)hierarchy\.tsv.*cycle.*lineages\.hierarchy"):
         pr.lineage_counts(adata, settings={"hierarchy": str(path)})
-
-
-def test_settings_object_comes_from_the_schema():
-    from hscseq._settings import schema_defaults
-
-    assert pr.LineageSettings().as_dict() == schema_defaults("lineages")
-    with pytest.raises(HscseqInputError, match=r"lineages\.fdr"):
-        pr.LineageSettings.from_config({"fdr": 2})

@@ -10,6 +10,7 @@ import yaml
 from hscseq import HscseqInputError
 from hscseq._settings import config_schema, schema_defaults, settings_from_config
 from hscseq.fidelity import FidelitySettings
+from hscseq.lineages import LineageSettings
 from hscseq.qc import (
     QCSettings,
     adaptive_thresholds,
@@ -36,7 +37,15 @@ def test_config_yaml_states_the_schema_defaults(section):
         )
 
 
-@pytest.mark.parametrize(("cls", "section"), [(FidelitySettings, "fidelity"), (ScoreSettings, "score")])
+STAGE_SETTINGS = [
+    (FidelitySettings, "fidelity"),
+    (ScoreSettings, "score"),
+    (QCSettings, "qc"),
+    (LineageSettings, "lineages"),
+]
+
+
+@pytest.mark.parametrize(("cls", "section"), STAGE_SETTINGS)
 def test_settings_take_every_default_from_the_schema(cls, section):
     defaults = schema_defaults(section)
     fields = {f.name for f in dataclasses.fields(cls)}

@@ -13,18 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
-from hscseq._settings import schema_field, settings_dict, settings_from_config
+from hscseq._settings import StageSettings, schema_field
 from hscseq._utils import HscseqInputError, input_error
 
 STAGE = "qc"
 
 
 @dataclass(frozen=True)
-class QCSettings:
+class QCSettings(StageSettings):
     """Settings of the QC stage (config section ``qc``; meanings in the schema and README)."""
 
+    stage: ClassVar[str] = STAGE
     n_mads: float = schema_field(STAGE, "n_mads")
     mito_n_mads: float = schema_field(STAGE, "mito_n_mads")
     mito_max_pct: float = schema_field(STAGE, "mito_max_pct")
@@ -51,19 +52,8 @@ class QCSettings:
     per_sample: Mapping[str, Mapping[str, Any]] = schema_field(STAGE, "per_sample")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None = None) -> QCSettings:
-        """Settings from a (partial) ``qc`` config section, validated against the schema."""
-        return settings_from_config(cls, STAGE, _json_like(section or {}))
-
-    def replace(self, **changes: Any) -> QCSettings:
-        """A copy with ``changes`` (validated against the schema like a config section)."""
-        if not changes:
-            return self
-        return settings_from_config(type(self), STAGE, _json_like({**self.as_dict(), **changes}))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict of every field."""
-        return settings_dict(self)
+    def _section(cls, section: Mapping[str, Any] | None) -> dict[str, Any]:
+        return _json_like(section or {})
 
     def as_params(self) -> dict[str, Any]:
         """The settings of one sample (without ``per_sample``), as recorded in ``uns["hscseq"]["qc"]``."""
@@ -86,9 +76,7 @@ class QCSettings:
                 fix=f"use only {allowed}.",
             )
         try:
-            return settings_from_config(
-                type(self), STAGE, _json_like({**_without_per_sample(self), **override})
-            )
+            return type(self).from_config({**_without_per_sample(self), **override})
         except HscseqInputError as err:
             raise input_error(f"config qc.per_sample.{sample}: {err}", sample=sample) from None
 
@@ -104,9 +92,7 @@ def _without_per_sample(settings: QCSettings) -> dict[str, Any]:
 
 def qc_settings(settings: QCSettings | Mapping[str, Any] | None = None, **changes: Any) -> QCSettings:
     """``settings`` (an object, a ``qc`` config section or ``None`` = defaults) with ``changes`` applied."""
-    if isinstance(settings, QCSettings):
-        return settings.replace(**changes)
-    return QCSettings.from_config({**dict(settings or {}), **changes})
+    return QCSettings.coerce(settings, **changes)
 
 
 def resolve_settings(settings: QCSettings | Mapping[str, Any], sample: str) -> dict[str, Any]:
