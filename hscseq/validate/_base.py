@@ -11,8 +11,10 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from hscseq import ingest
 from hscseq._utils import special_file_kind
+from hscseq.ingest._raw import _HDF5_MAGIC
+from hscseq.ingest.checks import _count_problem
+from hscseq.ingest.detect import _mtx_dir
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def _decode(values) -> list[str]:
 def _value_problem(values) -> str | None:
     """Why these stored values are not raw counts (ingest's own rule), or None."""
     arr = np.asarray(values, dtype=np.float64).ravel()
-    return ingest._count_problem(sp.csr_matrix(arr.reshape(1, -1))) if arr.size else None
+    return _count_problem(sp.csr_matrix(arr.reshape(1, -1))) if arr.size else None
 
 
 def describe(path: Path) -> str:
@@ -75,7 +77,7 @@ def describe(path: Path) -> str:
         return kind
     if path.is_dir():
         names = sorted(p.name for p in path.iterdir())[:6]
-        mtx = ingest._mtx_dir(path)
+        mtx = _mtx_dir(path)
         looks = f"a 10x/STARsolo MTX folder ({mtx})" if mtx else "a directory"
         return f"{looks} holding {names}"
     try:
@@ -83,7 +85,7 @@ def describe(path: Path) -> str:
             head = fh.read(512)
     except OSError as exc:
         return f"an unreadable file ({exc})"
-    if head.startswith(ingest._HDF5_MAGIC):
+    if head.startswith(_HDF5_MAGIC):
         try:
             with h5py.File(path, "r") as f:
                 return f"an HDF5 file with top-level keys {sorted(f.keys())[:8]}"

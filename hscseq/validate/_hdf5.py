@@ -8,7 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hscseq import ingest
+from hscseq.ingest._raw import _COUNT_LAYERS, _GENE_EXPRESSION
+from hscseq.ingest.h5ad import _gene_columns
 from hscseq.validate._base import _EXPORT_AGAIN, _RAW_COUNTS, N_VALUES, Peek, _Bad, _decode, _value_problem
 
 
@@ -34,12 +35,12 @@ def _peek_10x_h5(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> lis
                 types = (
                     _decode(g["features/feature_type"][()])
                     if "feature_type" in g["features"]
-                    else [ingest._GENE_EXPRESSION] * len(ids)
+                    else [_GENE_EXPRESSION] * len(ids)
                 )
             else:
                 ids = _decode(g["genes"][()])
                 names = _decode(g["gene_names"][()]) if "gene_names" in g else ids
-                types = [ingest._GENE_EXPRESSION] * len(ids)
+                types = [_GENE_EXPRESSION] * len(ids)
             nnz = g["data"].shape[0]
             lies = []
             if len(barcodes) != n_cells:
@@ -65,7 +66,7 @@ def _peek_10x_h5(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> lis
             problem = _value_problem(g["data"][: min(nnz, N_VALUES)])
             if problem:
                 raise _Bad(f"the values are not raw counts: {g.name}/data holds {problem}.", _RAW_COUNTS)
-            keep = [t == ingest._GENE_EXPRESSION for t in types]
+            keep = [t == _GENE_EXPRESSION for t in types]
             if not any(keep):
                 raise _Bad(
                     f"no 'Gene Expression' features (feature types: {sorted(set(types))}).",
@@ -120,8 +121,8 @@ def _peek_h5ad(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
         barcodes = _h5ad_index(f["obs"])
         slots = [("X", "X", "var")] if "X" in f else []
         layers = list(f["layers"]) if "layers" in f else []
-        slots += [(f"layers[{k!r}]", f"layers/{k}", "var") for k in layers if k in ingest._COUNT_LAYERS]
-        slots += [(f"layers[{k!r}]", f"layers/{k}", "var") for k in layers if k not in ingest._COUNT_LAYERS]
+        slots += [(f"layers[{k!r}]", f"layers/{k}", "var") for k in layers if k in _COUNT_LAYERS]
+        slots += [(f"layers[{k!r}]", f"layers/{k}", "var") for k in layers if k not in _COUNT_LAYERS]
         if "raw" in f and "X" in f["raw"]:
             slots.append((".raw", "raw/X", "raw/var"))
         wanted = {"auto": None, "X": "X", "raw": ".raw"}.get(counts_layer, f"layers[{counts_layer!r}]")
@@ -133,7 +134,7 @@ def _peek_h5ad(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
         found, why = None, {}
         for where, key, var_key in slots:
             if (wanted is not None and where != wanted) or (
-                wanted is None and where.startswith("layers") and where[8:-2] not in ingest._COUNT_LAYERS
+                wanted is None and where.startswith("layers") and where[8:-2] not in _COUNT_LAYERS
             ):
                 continue
             shape, head = _slot_info(f[key])
@@ -150,10 +151,10 @@ def _peek_h5ad(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
             raise _Bad(f"no raw counts found: {detail}.", _RAW_COUNTS)
         where, shape, var_key = found
         var = read_elem(f[var_key])
-        peek.symbols, peek.ids = ingest._gene_columns(var, var.index)
+        peek.symbols, peek.ids = _gene_columns(var, var.index)
         peek.cells, peek.genes = shape
         if "feature_types" in var.columns:
-            keep = var["feature_types"].astype(str).eq(ingest._GENE_EXPRESSION).to_numpy()
+            keep = var["feature_types"].astype(str).eq(_GENE_EXPRESSION).to_numpy()
             peek.symbols = [s for s, k in zip(peek.symbols, keep, strict=True) if k]
             peek.ids = [s for s, k in zip(peek.ids, keep, strict=True) if k]
         node = f[{"X": "X", ".raw": "raw/X"}.get(where, f"layers/{where[8:-2]}")]

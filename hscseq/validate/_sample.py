@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hscseq import genes, ingest
+from hscseq import genes
 from hscseq._utils import HscseqInputError, input_error, special_file_kind
+from hscseq.ingest import FORMATS
+from hscseq.ingest.detect import _mtx_dir, detect_format
 from hscseq.validate._base import MIN_CELLS, Peek, _Bad, describe
 from hscseq.validate._hdf5 import _peek_10x_h5, _peek_h5ad, _peek_loom
 from hscseq.validate._text import peek_mtx, peek_table, refuse_special_children
@@ -72,7 +74,7 @@ def _species_problem(peek: Peek, species: str, min_known: float) -> tuple[str, s
 def _choose_format(path: Path, forced: str, sample: str, peek: Peek) -> str | None:
     """The format to peek with, or None after recording why nothing more can be checked."""
     try:
-        detected = ingest.detect_format(path, sample=sample)
+        detected = detect_format(path, sample=sample)
     except HscseqInputError as exc:
         if not forced or special_file_kind(path):
             peek.problems.append(str(exc))
@@ -100,12 +102,12 @@ def check_sample(row: Mapping, settings: Mapping) -> Peek:
     forced = str(row.get("format") or "").strip()
     forced = "" if forced == "auto" else forced
     peek = Peek()
-    if not path.exists() or (forced and forced not in ingest.FORMATS):
+    if not path.exists() or (forced and forced not in FORMATS):
         return peek  # reported by the sheet checks / the row schema
     try:
         if path.is_dir():
             refuse_special_children(path)
-            if forced and _family(forced) != "mtx" and ingest._mtx_dir(path) is None:
+            if forced and _family(forced) != "mtx" and _mtx_dir(path) is None:
                 raise _Bad(
                     f"the path is a directory ({describe(path)}) but format {forced!r} is a single file.",
                     "give the file itself, or fix the 'format' column (empty detects it).",

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hscseq import ingest
 from hscseq._utils import special_file_kind
+from hscseq.ingest._raw import _FORMAT_HELP, _GENE_EXPRESSION, _first, _open_text
+from hscseq.ingest.detect import _mtx_dir
+from hscseq.ingest.mtx import _mtx_header, _read_lines
+from hscseq.ingest.table import _orientation, _split_line
 from hscseq.validate._base import (
     _EXPORT_AGAIN,
     _MAX_GZIP_RATIO,
@@ -53,7 +56,7 @@ def _refuse_special_children(directory: Path) -> None:
 def _mtx_entries(matrix: Path, n_header: int, n: int) -> np.ndarray:
     """The first ``n`` entries (row, col, value) of a MatrixMarket file as floats (truncation raises)."""
     rows = []
-    with ingest._open_text(matrix) as fh:
+    with _open_text(matrix) as fh:
         for line in itertools.islice(fh, n_header, n_header + n):
             fields = line.split()
             if len(fields) != 3:
@@ -80,15 +83,13 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
             "give the folder holding matrix.mtx(.gz), or fix the 'format' column.",
         )
     _refuse_special_children(path)
-    directory = ingest._mtx_dir(path)
+    directory = _mtx_dir(path)
     if directory is None:
-        raise _Bad(
-            "the directory holds no matrix.mtx(.gz) (not a 10x MTX or STARsolo folder).", ingest._FORMAT_HELP
-        )
+        raise _Bad("the directory holds no matrix.mtx(.gz) (not a 10x MTX or STARsolo folder).", _FORMAT_HELP)
     _refuse_special_children(directory)
-    matrix = ingest._first(directory, "matrix.mtx")
-    barcode_file = ingest._first(directory, "barcodes.tsv")
-    feature_file = ingest._first(directory, "features.tsv", "genes.tsv")
+    matrix = _first(directory, "matrix.mtx")
+    barcode_file = _first(directory, "barcodes.tsv")
+    feature_file = _first(directory, "features.tsv", "genes.tsv")
     if barcode_file is None or feature_file is None:
         raise _Bad(
             "the MTX directory lacks barcodes.tsv(.gz) or features.tsv(.gz)/genes.tsv.",
@@ -96,7 +97,7 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
             path=directory,
         )
     try:
-        _field, n_features, n_cells, nnz, n_header = ingest._mtx_header(matrix)
+        _field, n_features, n_cells, nnz, n_header = _mtx_header(matrix)
     except ValueError as exc:
         raise _Bad(
             f"{matrix.name} has no valid MatrixMarket header ({exc}).", _EXPORT_AGAIN, path=matrix
@@ -111,8 +112,8 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
             "the file is corrupt: copy the whole matrix folder again from its source.",
             path=matrix,
         )
-    barcodes = [r[0] for r in ingest._read_lines(barcode_file)]
-    features = ingest._read_lines(feature_file)
+    barcodes = [r[0] for r in _read_lines(barcode_file)]
+    features = _read_lines(feature_file)
     if (n_features, n_cells) != (len(features), len(barcodes)):
         raise _Bad(
             f"matrix.mtx is {n_features} features x {n_cells} cells but {feature_file.name} lists "
@@ -130,8 +131,8 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
             raise _Bad(
                 f"the values are not raw counts: {matrix.name} holds {problem}.", _RAW_COUNTS, path=matrix
             )
-    types = [r[2] if len(r) > 2 else ingest._GENE_EXPRESSION for r in features]
-    keep = [t == ingest._GENE_EXPRESSION for t in types]
+    types = [r[2] if len(r) > 2 else _GENE_EXPRESSION for r in features]
+    keep = [t == _GENE_EXPRESSION for t in types]
     peek.ids = [r[0] for r, k in zip(features, keep, strict=True) if k]
     peek.symbols = [(r[1] if len(r) > 1 else r[0]) for r, k in zip(features, keep, strict=True) if k]
     peek.cells, peek.genes = n_cells, (len(peek.symbols) if nnz else 0)
@@ -141,7 +142,7 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
 def peek_table(path: Path, peek: Peek, row: Mapping, settings: Mapping, sep: str) -> list[str]:
     if path.is_dir():
         raise _Bad("the path is a directory, but a csv/tsv input is a file.", "give the table file itself.")
-    with ingest._open_text(path) as fh:
+    with _open_text(path) as fh:
         first_line = fh.readline()
         other = "\t" if sep == "," else ","
         if sep not in first_line and other in first_line:
@@ -151,10 +152,8 @@ def peek_table(path: Path, peek: Peek, row: Mapping, settings: Mapping, sep: str
                 f"set the sample sheet's 'format' to {'tsv' if other == chr(9) else 'csv'} "
                 "(or leave it empty).",
             )
-        header = [h.strip() for h in ingest._split_line(first_line, sep)]
-        head_rows = [
-            ingest._split_line(line, sep) for line in itertools.islice(fh, N_TABLE_ROWS) if line.strip()
-        ]
+        header = [h.strip() for h in _split_line(first_line, sep)]
+        head_rows = [_split_line(line, sep) for line in itertools.islice(fh, N_TABLE_ROWS) if line.strip()]
         labels = [r[0] for r in head_rows]
         labels += [line.split(sep, 1)[0].strip().strip('"') for line in fh if line.strip()]
     if not head_rows:
@@ -183,7 +182,7 @@ def peek_table(path: Path, peek: Peek, row: Mapping, settings: Mapping, sep: str
     orientation = str(settings.get("table_orientation", "auto"))
     if orientation == "auto":
         try:
-            orientation = ingest._orientation(header, labels)
+            orientation = _orientation(header, labels)
         except ValueError as exc:
             raise _Bad(
                 f"{exc}.", "set ingest.table_orientation, or give gene symbols / Ensembl IDs."
