@@ -8,16 +8,36 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from hscseq._plotting import finish, save_and_close
+from hscseq._settings import StageSettings, schema_field
 from hscseq._utils import input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterSettings(StageSettings):
+    """Settings of the cluster stage (config section ``cluster``; defaults and meanings in the schema)."""
+
+    stage: ClassVar[str] = "cluster"
+    resolutions: Sequence[float] = schema_field(stage, "resolutions")
+    resolution: float = schema_field(stage, "resolution")
+    n_neighbors: int = schema_field(stage, "n_neighbors")
+    seed: int = schema_field(stage, "seed")
+    min_logfc: float = schema_field(stage, "min_logfc")
+    max_pval_adj: float = schema_field(stage, "max_pval_adj")
+    min_in_group_fraction: float = schema_field(stage, "min_in_group_fraction")
+    max_out_group_fraction: float = schema_field(stage, "max_out_group_fraction")
+    n_markers: int = schema_field(stage, "n_markers")
+    dotplot_genes: int = schema_field(stage, "dotplot_genes")
 
 
 def resolution_key(key: str, resolution: float) -> str:
@@ -362,14 +382,21 @@ def _save_png(fig, path: str | os.PathLike) -> None:
 
 
 def run_cluster(
-    *, integrated: str, clustered: str, markers: str, umap: str, dotplot: str, settings: dict
+    *,
+    integrated: str,
+    clustered: str,
+    markers: str,
+    umap: str,
+    dotplot: str,
+    settings: ClusterSettings | Mapping[str, Any] | None,
 ) -> None:
     """Stage ``cluster``: neighbours, UMAP, Leiden, markers; write h5ad, markers TSV, UMAP and dot plot.
 
-    ``settings`` is the ``cluster`` config section (resolutions, resolution, n_neighbors, seed and the marker
-    filters min_logfc, max_pval_adj, min_in_group_fraction, max_out_group_fraction, n_markers,
-    dotplot_genes).
+    ``settings`` is a :class:`ClusterSettings` or the ``cluster`` config section, validated against the
+    schema (resolutions, resolution, n_neighbors, seed and the marker filters min_logfc, max_pval_adj,
+    min_in_group_fraction, max_out_group_fraction, n_markers, dotplot_genes).
     """
+    s = ClusterSettings.coerce(settings)
     adata = ad.read_h5ad(integrated)
     if "X_integrated" not in adata.obsm:
         raise input_error(
@@ -380,22 +407,22 @@ def run_cluster(
     cluster(
         adata,
         use_rep="X_integrated",
-        n_neighbors=int(settings.get("n_neighbors", 15)),
-        resolutions=settings.get("resolutions") or (0.5, 1.0, 1.5),
-        resolution=float(settings.get("resolution", 1.0)),
-        seed=int(settings.get("seed", 0)),
+        n_neighbors=int(s.n_neighbors),
+        resolutions=s.resolutions,
+        resolution=float(s.resolution),
+        seed=int(s.seed),
     )
     marker_genes(adata, groupby="leiden")
     table = markers_table(
         adata,
-        min_logfc=float(settings.get("min_logfc", 1.0)),
-        max_pval_adj=float(settings.get("max_pval_adj", 0.05)),
-        min_in_group_fraction=float(settings.get("min_in_group_fraction", 0.25)),
-        max_out_group_fraction=float(settings.get("max_out_group_fraction", 0.5)),
-        n_genes=int(settings.get("n_markers", 50)),
+        min_logfc=float(s.min_logfc),
+        max_pval_adj=float(s.max_pval_adj),
+        min_in_group_fraction=float(s.min_in_group_fraction),
+        max_out_group_fraction=float(s.max_out_group_fraction),
+        n_genes=int(s.n_markers),
     )
     logger.info("%d marker genes over %d clusters", len(table), table["cluster"].nunique())
     write_table(table, markers, index=False)
     _save_png(umap_figure(adata), umap)
-    _save_png(dotplot_figure(adata, markers=table, n_genes=int(settings.get("dotplot_genes", 3))), dotplot)
+    _save_png(dotplot_figure(adata, markers=table, n_genes=int(s.dotplot_genes)), dotplot)
     write_h5ad(adata, clustered)

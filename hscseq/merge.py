@@ -9,7 +9,9 @@ merge stops with an error that names the sample that lost most genes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import anndata as ad
 import numpy as np
@@ -17,11 +19,20 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hscseq import genes
+from hscseq._settings import StageSettings, schema_field
 from hscseq._utils import input_error, write_h5ad
 
 logger = logging.getLogger(__name__)
 
 OBS_COLUMNS = ("sample", "species", "condition", "batch", "timepoint", "donor")
+
+
+@dataclass(frozen=True)
+class MergeSettings(StageSettings):
+    """Settings of the merge stage (config section ``merge``; defaults and meanings in the config schema)."""
+
+    stage: ClassVar[str] = "merge"
+    min_shared_genes: int = schema_field(stage, "min_shared_genes")
 
 
 def analysis_species(data: ad.AnnData | Sequence[ad.AnnData]) -> str:
@@ -148,8 +159,14 @@ def merge_samples(
     return merged
 
 
-def run_merge(*, h5ads: Sequence[str], merged: str, settings: dict) -> None:
-    """Workflow entry: read the QC'd samples, merge them, write ``merged`` atomically."""
+def run_merge(
+    *, h5ads: Sequence[str], merged: str, settings: MergeSettings | Mapping[str, Any] | None
+) -> None:
+    """Workflow entry: read the QC'd samples, merge them, write ``merged`` atomically.
+
+    ``settings`` is a :class:`MergeSettings` or the ``merge`` config section (validated against the schema).
+    """
+    s = MergeSettings.coerce(settings)
     adatas = [ad.read_h5ad(p) for p in h5ads]
-    result = merge_samples(adatas, min_shared_genes=int(settings.get("min_shared_genes", 500)))
+    result = merge_samples(adatas, min_shared_genes=int(s.min_shared_genes))
     write_h5ad(result, merged)

@@ -9,8 +9,19 @@ import yaml
 
 from hscseq import HscseqInputError
 from hscseq._settings import config_schema, schema_defaults, settings_from_config
+from hscseq.cluster import ClusterSettings, cluster, dotplot_figure, markers_table, run_cluster
 from hscseq.fidelity import FidelitySettings
+from hscseq.ingest import IngestSettings, read_sample, run_ingest
+from hscseq.integrate import (
+    DEFAULT_METRIC_BARS,
+    METHODS,
+    IntegrateSettings,
+    integrate,
+    run_integrate,
+    select_features,
+)
 from hscseq.lineages import LineageSettings
+from hscseq.merge import MergeSettings, merge_samples, run_merge
 from hscseq.qc import (
     QCSettings,
     adaptive_thresholds,
@@ -42,6 +53,10 @@ STAGE_SETTINGS = [
     (ScoreSettings, "score"),
     (QCSettings, "qc"),
     (LineageSettings, "lineages"),
+    (IngestSettings, "ingest"),
+    (IntegrateSettings, "integrate"),
+    (ClusterSettings, "cluster"),
+    (MergeSettings, "merge"),
 ]
 
 
@@ -117,3 +132,88 @@ def test_score_settings_validate_and_keep_the_config_semantics():
         score_settings({"n_nul": 40})
     with pytest.raises(HscseqInputError, match=r"score\.method"):
         score_settings(s, method="mean")
+
+
+@pytest.mark.parametrize(("cls", "section"), STAGE_SETTINGS)
+def test_settings_coerce_an_object_a_section_or_nothing(cls, section):
+    assert cls.stage == section
+    assert cls.coerce(None) == cls() and cls.coerce({}) == cls()
+    s = cls()
+    assert cls.coerce(s) is s
+
+
+def _same(*keys: str) -> dict[str, str]:
+    return {k: k for k in keys}
+
+
+#: keyword defaults of the library functions that a stage calls with a config value must be the schema's:
+#: (function, config section, {parameter: config key})
+KEYWORD_DEFAULTS = [
+    (read_sample, "ingest", _same("min_known_gene_fraction", "counts_layer", "table_orientation")),
+    (
+        select_features,
+        "integrate",
+        {**_same("n_top_genes", "exclude_genes"), "exclude_cell_cycle": "exclude_cell_cycle_genes"},
+    ),
+    (
+        integrate,
+        "integrate",
+        _same("method", "n_latent", "gene_likelihood", "n_pcs", "max_epochs", "early_stopping", "seed"),
+    ),
+    (cluster, "cluster", _same("resolutions", "resolution", "n_neighbors", "seed")),
+    (
+        markers_table,
+        "cluster",
+        {
+            **_same("min_logfc", "max_pval_adj", "min_in_group_fraction", "max_out_group_fraction"),
+            "n_genes": "n_markers",
+        },
+    ),
+    (dotplot_figure, "cluster", {"n_genes": "dotplot_genes"}),
+    (merge_samples, "merge", _same("min_shared_genes")),
+]
+
+
+@pytest.mark.parametrize(
+    ("func", "stage", "keys"), KEYWORD_DEFAULTS, ids=lambda x: getattr(x, "__name__", "")
+)
+def test_library_keyword_defaults_are_the_schema_defaults(func, stage, keys):
+    """A notebook call without options behaves like the pipeline with the default config."""
+    params = inspect.signature(func).parameters
+    defaults = schema_defaults(stage)
+    for param, key in keys.items():
+        default = params[param].default
+        assert (list(default) if isinstance(default, tuple) else default) == defaults[key], (
+            func.__name__,
+            param,
+        )
+
+
+def test_integrate_constants_are_the_schema_values():
+    assert list(METHODS) == config_schema()["properties"]["integrate"]["properties"]["method"]["enum"]
+    assert schema_defaults("integrate")["metric_bars"] == DEFAULT_METRIC_BARS
+
+
+def test_stage_entries_refuse_a_bad_config_section_before_reading(tmp_path):
+    """A misspelt key or an out-of-range value names the config key; nothing is read or written."""
+    missing = str(tmp_path / "absent.h5ad")
+    with pytest.raises(HscseqInputError, match=r"config integrate\.n_top_genes"):
+        run_integrate(
+            merged=missing, integrated=missing, model=missing, metrics=missing, settings={"n_top_genes": 10}
+        )
+    with pytest.raises(HscseqInputError, match="'n_neighbours' was unexpected"):
+        run_cluster(
+            integrated=missing,
+            clustered=missing,
+            markers=missing,
+            umap=missing,
+            dotplot=missing,
+            settings={"n_neighbours": 10},
+        )
+    with pytest.raises(HscseqInputError, match=r"config merge\.min_shared_genes"):
+        run_merge(h5ads=[missing], merged=missing, settings={"min_shared_genes": 0})
+    with pytest.raises(HscseqInputError, match=r"config ingest\.table_orientation"):
+        run_ingest(
+            counts=missing, h5ad=missing, sample={"sample": "s"}, settings={"table_orientation": "rows"}
+        )
+    assert not list(tmp_path.iterdir())
