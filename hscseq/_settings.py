@@ -130,8 +130,8 @@ class StageSettings:
 
     @classmethod
     def _section(cls, section: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The config section as the schema validates it (a hook for a stage's own reading of values)."""
-        return dict(section or {})
+        """The section as the schema validates it, tuples as lists (a hook for a stage's own reading)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in (section or {}).items()}
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None = None) -> Self:

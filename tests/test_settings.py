@@ -142,6 +142,20 @@ def test_settings_coerce_an_object_a_section_or_nothing(cls, section):
     assert cls.coerce(s) is s
 
 
+def test_stage_settings_accept_python_sequences_and_refuse_bad_values():
+    s = ClusterSettings.coerce({"resolutions": (0.3, 0.6), "n_neighbors": 20})
+    assert (s.resolutions, s.n_neighbors, s.seed) == ([0.3, 0.6], 20, 0)
+    assert s.replace(seed=3) == ClusterSettings(resolutions=[0.3, 0.6], n_neighbors=20, seed=3)
+    assert IntegrateSettings.coerce({"metric_bars": {"ilisi": 0.5}}).metric_bars == {
+        **DEFAULT_METRIC_BARS,
+        "ilisi": 0.5,
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.seed = 1
+    with pytest.raises(HscseqInputError, match=r"config cluster\.resolutions"):
+        s.replace(resolutions=[])
+
+
 def _same(*keys: str) -> dict[str, str]:
     return {k: k for k in keys}
 
