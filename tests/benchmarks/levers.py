@@ -122,7 +122,7 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
         truth = adata.obs["true_cell_type"].astype(str).to_numpy()
         batch = adata.obs["batch"].astype(str).to_numpy()
         pcs = integrate.pca(adata.X[:, hvg], n_comps=30, seed=seed)
-        m = integrate.compute_metrics(pcs[invivo], batch[invivo], truth[invivo])
+        m = integrate.integration_metrics_core(pcs[invivo], batch[invivo], truth[invivo])
         rows.append(
             {
                 "seed": seed,
@@ -144,7 +144,7 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
                 sub, max_epochs=max_ep or None, batch_size=bs, seed=seed, threads=2, accelerator="cpu"
             )
             secs = time.perf_counter() - start
-            m = integrate.compute_metrics(latent[invivo], batch[invivo], truth[invivo])
+            m = integrate.integration_metrics_core(latent[invivo], batch[invivo], truth[invivo])
             rows.append(
                 {
                     "seed": seed,

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from hscseq import datasets  # noqa: E402
-from hscseq.integrate import compute_metrics  # noqa: E402
+from hscseq.integrate import integration_metrics_core  # noqa: E402
 
 BATCH = ("ilisi", "graph_connectivity", "silhouette_batch")
 BIO = ("clisi", "silhouette_label", "nmi", "ari")
@@ -40,7 +40,7 @@ CHUNK = 4000  # cells simulated at once (the simulator holds cells x genes log-m
 
 
 def scib_total(x: np.ndarray, batch: np.ndarray, labels: np.ndarray) -> float:
-    m = compute_metrics(x, batch, labels)
+    m = integration_metrics_core(x, batch, labels)
     return 0.4 * float(np.mean([m[k] for k in BATCH])) + 0.6 * float(np.mean([m[k] for k in BIO]))
 
 
