@@ -40,7 +40,7 @@ def _auc(score: np.ndarray, truth: np.ndarray) -> float:
 
 def doublets(seeds: list[int], n_cells: int, n_genes: int, solo_epochs: int) -> pd.DataFrame:
     variants = {
-        "scrublet+solo rank (old default)": {"methods": ("scrublet", "solo"), "rule": "rank"},
+        "scrublet+solo rank (default)": {"methods": ("scrublet", "solo"), "rule": "rank"},
         "scrublet rank-count": {"methods": ("scrublet",), "rule": "rank"},
         "scrublet threshold": {"methods": ("scrublet",), "rule": "scrublet"},
     }
