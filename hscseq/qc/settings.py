@@ -51,10 +51,6 @@ class QCSettings(StageSettings):
     seed: int = schema_field(STAGE, "seed")
     per_sample: Mapping[str, Mapping[str, Any]] = schema_field(STAGE, "per_sample")
 
-    @classmethod
-    def _section(cls, section: Mapping[str, Any] | None) -> dict[str, Any]:
-        return _json_like(section or {})
-
     def as_params(self) -> dict[str, Any]:
         """The settings of one sample (without ``per_sample``), as recorded in ``uns["hscseq"]["qc"]``."""
         return {
@@ -79,11 +75,6 @@ class QCSettings(StageSettings):
             return type(self).from_config({**_without_per_sample(self), **override})
         except HscseqInputError as err:
             raise input_error(f"config qc.per_sample.{sample}: {err}", sample=sample) from None
-
-
-def _json_like(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with tuples as lists (a JSON-schema array is a list)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _without_per_sample(settings: QCSettings) -> dict[str, Any]:
