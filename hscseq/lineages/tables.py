@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from hscseq.lineages.core import (
     timepoint_value,
 )
 from hscseq.lineages.settings import LineageSettings, lineage_settings
-
-logger = logging.getLogger(__name__)
 
 NOVEL = "novel"
 
