@@ -49,6 +49,18 @@ def _refuse_special(path: Path, sample: str | None) -> None:
         )
 
 
+def _require_input(path: Path, sample: str | None) -> None:
+    """Refuse a count-matrix path that does not exist or is a special file (FIFO, device, ...)."""
+    if not path.exists():
+        raise input_error(
+            "the count matrix does not exist.",
+            sample=sample,
+            path=path,
+            fix="correct the 'path' column of the sample sheet.",
+        )
+    _refuse_special(path, sample)
+
+
 def detect_format(path: str | os.PathLike, *, sample: str | None = None) -> str:
     """Detect the format of a count matrix cheaply (file signature, HDF5 top-level keys, names).
 
@@ -64,14 +76,7 @@ def detect_format(path: str | os.PathLike, *, sample: str | None = None) -> str:
     One of :data:`FORMATS`.
     """
     path = Path(path)
-    if not path.exists():
-        raise input_error(
-            "the count matrix does not exist.",
-            sample=sample,
-            path=path,
-            fix="correct the 'path' column of the sample sheet.",
-        )
-    _refuse_special(path, sample)
+    _require_input(path, sample)
     if path.is_dir():
         mtx = _mtx_dir(path)
         if mtx is None:

@@ -13,13 +13,19 @@ from hscseq._utils import input_error
 from hscseq.ingest._raw import _BLOCK, _decode, _Raw
 
 
+def _counts_source(f: h5py.File, counts_layer: str) -> str:
+    """The loom dataset holding the counts: ``layers/<counts_layer>`` when named and present,
+    ``layers/counts`` for ``auto`` when present, else the main ``matrix``."""
+    if counts_layer not in ("auto", "X") and f"layers/{counts_layer}" in f:
+        return f"layers/{counts_layer}"
+    if counts_layer == "auto" and "layers/counts" in f:
+        return "layers/counts"
+    return "matrix"
+
+
 def _read_loom(path: Path, *, sample: str, counts_layer: str) -> _Raw:
     with h5py.File(path, "r") as f:
-        source = "matrix"
-        if counts_layer not in ("auto", "X") and f"layers/{counts_layer}" in f:
-            source = f"layers/{counts_layer}"
-        elif counts_layer == "auto" and "layers/counts" in f:
-            source = "layers/counts"
+        source = _counts_source(f, counts_layer)
         ds = f[source]
         n_genes, n_cells = ds.shape
         blocks = []

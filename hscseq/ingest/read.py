@@ -16,7 +16,7 @@ from hscseq import genes
 from hscseq._utils import HscseqInputError, input_error
 from hscseq.ingest._raw import _FORMAT_HELP, _READ_ERRORS, FORMATS, TECHNOLOGIES, _Raw
 from hscseq.ingest.checks import _validate
-from hscseq.ingest.detect import _refuse_special, detect_format
+from hscseq.ingest.detect import _require_input, detect_format
 from hscseq.ingest.gene_ids import _harmonise_genes
 from hscseq.ingest.h5ad import _read_h5ad
 from hscseq.ingest.loom import _read_loom
@@ -42,14 +42,8 @@ def _resolve_format(path: Path, fmt: str | None, *, sample: str) -> str:
         fmt = detect_format(path, sample=sample)
     elif fmt not in FORMATS:
         raise input_error(f"unknown format {fmt!r}.", sample=sample, path=path, fix=_FORMAT_HELP)
-    elif not path.exists():
-        raise input_error(
-            "the count matrix does not exist.",
-            sample=sample,
-            path=path,
-            fix="correct the 'path' column of the sample sheet.",
-        )
-    _refuse_special(path, sample)
+    else:
+        _require_input(path, sample)
     return fmt
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from hscseq.ingest._raw import _COUNT_LAYERS, _GENE_EXPRESSION
 from hscseq.ingest.h5ad import _gene_columns
+from hscseq.ingest.loom import _counts_source
 from hscseq.validate._base import _EXPORT_AGAIN, _RAW_COUNTS, N_VALUES, Peek, _Bad, _decode, _value_problem
 
 
@@ -177,11 +178,7 @@ def _peek_loom(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
     with h5py.File(path, "r") as f:
         if "matrix" not in f or "row_attrs" not in f or "col_attrs" not in f:
             raise _Bad(f"not a loom file (top-level keys {sorted(f)}).", _EXPORT_AGAIN)
-        source = "matrix"
-        if counts_layer not in ("auto", "X") and f"layers/{counts_layer}" in f:
-            source = f"layers/{counts_layer}"
-        elif counts_layer == "auto" and "layers/counts" in f:
-            source = "layers/counts"
+        source = _counts_source(f, counts_layer)
         ds = f[source]
         n_genes, n_cells = ds.shape
         problem = _value_problem(ds[:, : max(1, min(n_cells, N_VALUES // max(n_genes, 1)))])
