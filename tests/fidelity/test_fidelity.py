@@ -328,20 +328,25 @@ def test_scanvi_surgery_runs_with_calibrated_null():
     assert obs["novel"].to_numpy()[held].mean() <= 0.05
 
 
-def test_profile_reference_maps_lineages_and_refuses_mouse(tmp_path):
-    """HematoMap (human profiles, GPL-3): simulated human cells land on their lineage's profiles."""
-    from hscseq._utils import write_h5ad
-
-    spec = datasets.SampleSpec(
+def _human_organoid_spec(n_cells: int) -> datasets.SampleSpec:
+    """Human cells of the reference composition, no doublets or low-quality cells (profile-path tests)."""
+    return datasets.SampleSpec(
         sample="organoid_h",
         condition="organoid",
-        n_cells=600,
+        n_cells=n_cells,
         composition=datasets.REFERENCE_COMPOSITION,
         batch="organoid_h",
         species="human",
         doublet_rate=0.0,
         low_quality_rate=0.0,
     )
+
+
+def test_profile_reference_maps_lineages_and_refuses_mouse(tmp_path):
+    """HematoMap (human profiles, GPL-3): simulated human cells land on their lineage's profiles."""
+    from hscseq._utils import write_h5ad
+
+    spec = _human_organoid_spec(600)
     a = datasets.simulate([spec], seed=0)["organoid_h"]
     a.layers["counts"] = a.X.copy()
     fid.map_to_profiles(a)
@@ -479,16 +484,7 @@ def test_profile_reference_stage_writes_tables_and_figure(tmp_path):
     """No single-cell reference, human cells: the stage scores against HematoMap profiles and plots."""
     from hscseq._utils import write_h5ad
 
-    spec = datasets.SampleSpec(
-        sample="organoid_h",
-        condition="organoid",
-        n_cells=300,
-        composition=datasets.REFERENCE_COMPOSITION,
-        batch="organoid_h",
-        species="human",
-        doublet_rate=0.0,
-        low_quality_rate=0.0,
-    )
+    spec = _human_organoid_spec(300)
     human = build_fidelity_input(datasets.simulate([spec], seed=0), seed=0)
     del human.obs["reference_label"]
     write_h5ad(human, tmp_path / "scored.h5ad")
