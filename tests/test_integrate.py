@@ -169,6 +169,34 @@ def test_scvi_trains_and_saves_the_model(scvi_result, prepared):
     np.testing.assert_allclose(model.get_latent_representation(), adata.obsm["X_scVI"], atol=1e-4)
 
 
+def test_step_budget_caps_the_epoch_rule_at_large_sizes_only():
+    # scvi-tools' rule: 400 epochs up to 20k cells, then cells x epochs ~ 8 million
+    assert hi.default_max_epochs(2_000) == 400
+    assert hi.default_max_epochs(100_000) == 80
+    for n in (2_000, 10_000, 100_000, 250_000):
+        epochs = hi.default_max_epochs(n, max_steps=16_000, batch_size=128)
+        steps_per_epoch = int(np.ceil(0.9 * n / 128))
+        assert epochs <= hi.default_max_epochs(n)  # a cap, never more epochs than the rule
+        # the budget is used up to the last epoch: fewer epochs would train fewer steps than the budget
+        assert (
+            epochs == hi.default_max_epochs(n)
+            or (epochs - 1) * steps_per_epoch < 16_000 <= epochs * steps_per_epoch
+        )
+    assert hi.default_max_epochs(250_000, max_steps=16_000) == 10
+
+
+def test_scvi_with_a_step_budget_trains_no_more_epochs_than_it_allows(prepared):
+    adata = prepared.copy()
+    hi.integrate(adata, method="scvi", n_latent=10, max_steps=100, early_stopping=False, seed=0, threads=1)
+    params = adata.uns["integrated"]["params"]
+    from hscseq import _scvi
+
+    allowed = int(np.ceil(100 / np.ceil(0.9 * adata.n_obs / _scvi.batch_size(adata.n_obs))))
+    assert allowed < EPOCHS  # the budget, not a small epoch count, ends training here
+    assert params["epochs_trained"] == allowed
+    assert params["max_steps"] == 100 and "100 optimiser steps" in params["epoch_rule"]
+
+
 def test_scvi_mixes_donors(scvi_result, pca_result):
     """Batch mixing of the two in vivo donors (same composition, different batch effect).
 

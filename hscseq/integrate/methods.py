@@ -30,6 +30,7 @@ def integrate(
     gene_likelihood: str = "nb",
     n_pcs: int = 50,
     max_epochs: int | None = None,
+    max_steps: int | None = None,
     early_stopping: bool = True,
     layer: str = "counts",
     seed: int = 0,
@@ -65,6 +66,8 @@ def integrate(
     max_epochs
         scVI epochs; ``None`` uses scvi-tools' rule (:func:`default_max_epochs`). For scANVI the
         fine-tuning epochs follow scvi-tools' rule from the scVI epochs actually trained.
+    max_steps
+        With ``max_epochs=None``: cap scvi-tools' rule at this many optimiser steps (``None``: no cap).
     early_stopping
         Stop scVI when the validation ELBO stops improving.
     layer
@@ -117,6 +120,7 @@ def integrate(
             n_latent=n_latent,
             gene_likelihood=gene_likelihood,
             max_epochs=max_epochs,
+            max_steps=max_steps,
             early_stopping=early_stopping,
             seed=seed,
             accelerator=accelerator,
@@ -171,6 +175,7 @@ def _scvi_latent(
     n_latent: int,
     gene_likelihood: str,
     max_epochs: int | None,
+    max_steps: int | None,
     early_stopping: bool,
     seed: int,
     accelerator: str,
@@ -201,6 +206,7 @@ def _scvi_latent(
         n_latent=n_latent,
         gene_likelihood=gene_likelihood,
         max_epochs=max_epochs,
+        max_steps=max_steps,
         early_stopping=early_stopping,
         seed=seed,
         accelerator=accelerator,
@@ -214,9 +220,8 @@ def _scvi_latent(
             "max_epochs": max_epochs if max_epochs is None else int(max_epochs),
             "epochs_trained": epochs,
             "early_stopping": bool(early_stopping),
-            "epoch_rule": "min(400, round(20000 / n_cells * 400))"
-            if max_epochs is None
-            else "config max_epochs",
+            "max_steps": max_steps if max_steps is None else int(max_steps),
+            "epoch_rule": _epoch_rule(max_epochs, max_steps),
             "accelerator": str(model.device),
         }
     )
@@ -230,6 +235,13 @@ def _scvi_latent(
         params["labels_key"] = labels_key
         params["scanvi_epochs_trained"] = int(model.history["elbo_train"].shape[0])
     return model, latent
+
+
+def _epoch_rule(max_epochs: int | None, max_steps: int | None) -> str:
+    if max_epochs is not None:
+        return "config max_epochs"
+    rule = "min(400, round(20000 / n_cells * 400))"
+    return rule if max_steps is None else f"{rule}, at most {int(max_steps)} optimiser steps"
 
 
 def _pca_latent(

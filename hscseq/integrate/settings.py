@@ -24,6 +24,7 @@ class IntegrateSettings(StageSettings):
     gene_likelihood: str = schema_field(STAGE, "gene_likelihood")
     n_pcs: int = schema_field(STAGE, "n_pcs")
     max_epochs: int | None = schema_field(STAGE, "max_epochs")
+    max_steps: int | None = schema_field(STAGE, "max_steps")
     early_stopping: bool = schema_field(STAGE, "early_stopping")
     seed: int = schema_field(STAGE, "seed")
     metric_bars: Mapping[str, float] = schema_field(STAGE, "metric_bars")

@@ -29,7 +29,7 @@ def run_integrate(
 
     ``settings`` is an :class:`IntegrateSettings` or the ``integrate`` config section (validated against the
     schema: method, n_top_genes, exclude_genes, exclude_cell_cycle_genes, n_latent, gene_likelihood, n_pcs,
-    max_epochs, early_stopping, seed, metric_bars).
+    max_epochs, max_steps, early_stopping, seed, metric_bars).
     """
     s = IntegrateSettings.coerce(settings)
     adata = ad.read_h5ad(merged)
@@ -63,6 +63,7 @@ def run_integrate(
             gene_likelihood=s.gene_likelihood,
             n_pcs=int(s.n_pcs),
             max_epochs=s.max_epochs,
+            max_steps=s.max_steps,
             early_stopping=bool(s.early_stopping),
             seed=int(s.seed),
             threads=threads,

@@ -102,6 +102,15 @@ def scrublet_knn(seeds: list[int], n_cells: int, n_genes: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _epochs_of(cfg: str, n_cells: int) -> tuple[int, int]:
+    """``EPOCHSxBATCH`` (0 epochs = scvi-tools' rule) or ``sSTEPSxBATCH`` (scvi-tools' rule capped at a budget
+    of optimiser steps, :func:`hscseq.integrate.default_max_epochs` with ``max_steps``)."""
+    ep, bs = cfg.split("x")
+    if ep.startswith("s"):
+        return integrate.default_max_epochs(n_cells, max_steps=int(ep[1:]), batch_size=int(bs)), int(bs)
+    return int(ep), int(bs)
+
+
 def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> pd.DataFrame:
     import anndata as ad
     import scanpy as sc
@@ -136,7 +145,7 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
         )
         print(rows[-1], flush=True)
         for cfg in configs:
-            max_ep, bs = (int(v) for v in cfg.split("x"))
+            max_ep, bs = _epochs_of(cfg, adata.n_obs)
             sub = ad.AnnData(X=adata.layers["counts"][:, hvg], obs=adata.obs[["batch"]].copy())
             sub.layers["counts"] = sub.X
             start = time.perf_counter()
@@ -171,7 +180,7 @@ def main() -> None:
         "--configs",
         nargs="+",
         default=["0x128", "100x128", "100x512"],
-        help="scVI runs as EPOCHSxBATCH; 0 epochs = scvi-tools' rule",
+        help="scVI runs as EPOCHSxBATCH (0 epochs = scvi-tools' rule) or sSTEPSxBATCH (rule capped at STEPS)",
     )
     p.add_argument("--tag", default="")
     a = p.parse_args()
