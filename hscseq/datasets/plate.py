@@ -26,6 +26,10 @@ PLATE_COMPOSITION: dict[str, float] = {"HSC": 0.5, "MPP": 0.3, "hemogenic_endoth
 
 _MOUSE_ENSEMBL = "ENSMUSG"
 
+#: Expression of the unannotated genes relative to the table's fill genes: what a 10x table leaves out of a
+#: GENCODE annotation is mostly pseudogenes, small and predicted genes, few reads in full-length data.
+_UNANNOTATED_LEVEL = 0.1
+
 
 def plate_spec(
     sample: str,
@@ -82,14 +86,16 @@ def plate_sample(
     """A plate-based mouse sample (default HSC, MPP, hemogenic endothelium) of ``n_cells`` x ``n_genes``.
 
     The biology comes from :func:`simulate` (2,000 genes, one cell per well: no doublets); the rest of the
-    transcriptome is filled with sparse low counts: first genes of the shipped 10x mouse table (about 32,000
+    transcriptome is filled with sparse low counts that follow each cell's nuclear (non-mitochondrial) depth
+    (a damaged cell is shallow in every gene): first genes of the shipped 10x mouse table (about 32,000
     symbols), then - as a GENCODE / Ensembl annotation of about 55,000 genes holds many non-coding and
     predicted genes that a 10x table lacks - unannotated Ensembl-style IDs (``ENSMUSG...`` numbers absent
-    from the table, a seeded choice; the same IDs for every sample of one seed, a larger ``n_genes`` adding
-    to them). ``id_share`` of the gene names are replaced by their Ensembl IDs, ``n_ercc`` ERCC spike-ins
-    (``ERCC-00002`` ...) are appended, and counts become expected counts (``counts * U(0.8, 1.2)``,
-    non-integer) at plate read depth (median 200,000). With ``expected_counts=False`` the counts stay
-    integer read counts (as featureCounts or STAR give). ``n_genes`` counts genes without the spike-ins.
+    from the table, a seeded choice: the same IDs for every sample of one seed, a larger ``n_genes`` adding
+    to them; expressed at a tenth of the table's fill genes). ``id_share`` of the gene names are replaced
+    by their Ensembl IDs, ``n_ercc`` ERCC spike-ins (``ERCC-00002`` ...) are appended, and counts become
+    expected counts (``counts * U(0.8, 1.2)``, non-integer) at plate read depth (median 200,000). With
+    ``expected_counts=False`` the counts stay integer read counts (as featureCounts or STAR give).
+    ``n_genes`` counts genes without the spike-ins.
 
     Parameters
     ----------
@@ -166,8 +172,9 @@ def plate_samples(
     expected = _per_spec(expected_counts, len(specs), "expected_counts")
     cores = simulate(list(specs), seed=seed)
     rng = np.random.default_rng([seed, 21])
-    table = _read_table("mouse_symbol_ensembl_10x.tsv").drop_duplicates("gene_symbol")
-    unannotated = _unannotated_ids(table["ensembl_gene_id"], max(sizes), seed=seed)
+    full = _read_table("mouse_symbol_ensembl_10x.tsv")
+    unannotated = _unannotated_ids(full["ensembl_gene_id"], max(sizes), seed=seed)  # none of the table's IDs
+    table = full.drop_duplicates("gene_symbol")
     return {
         spec.sample: _fill_transcriptome(
             cores[spec.sample],
@@ -229,8 +236,14 @@ def _fill_transcriptome(
     fill_symbols = fill["gene_symbol"].tolist() + extra
     fill_ids = fill["ensembl_gene_id"].tolist() + extra
     lam = np.exp(rng.normal(-1.0, 1.5, size=len(fill_symbols))) * 20.0
+    lam[len(fill) :] *= _UNANNOTATED_LEVEL
+    # the fill follows each cell's nuclear depth (a damaged cell keeps its mitochondrial reads and loses the
+    # others, in every gene) with +-20% noise; at the median depth it averages half of lam
+    nuclear = np.flatnonzero(~core.var_names.str.startswith("mt-"))
+    depth = np.asarray(core.X[:, nuclear].sum(axis=1), dtype=np.float64).ravel()
+    scale = depth / max(float(np.median(depth)), 1.0) * (0.4 + 0.2 * rng.random((n_cells, 1)).ravel())
     fill_counts = sp.csr_matrix(
-        rng.poisson(lam[None, :] * rng.random((n_cells, 1)) * (rng.random((n_cells, len(lam))) < 0.2))
+        rng.poisson(lam[None, :] * scale[:, None] * (rng.random((n_cells, len(lam))) < 0.2))
     )
     ercc = [f"ERCC-{i:05d}" for i in sorted(rng.choice(np.arange(2, 172), size=n_ercc, replace=False))]
     ercc_counts = sp.csr_matrix(rng.poisson(50.0, size=(n_cells, n_ercc)))
