@@ -29,6 +29,10 @@ _MOUSE_ENSEMBL = "ENSMUSG"
 #: Expression of the unannotated genes relative to the table's fill genes: what a 10x table leaves out of a
 #: GENCODE annotation is mostly pseudogenes, small and predicted genes, few reads in full-length data.
 _UNANNOTATED_LEVEL = 0.1
+#: Nuclear (non-mitochondrial) reads of a cell at which a fill gene has its ``level``.
+_FILL_DEPTH = 200_000.0
+#: SD of the per-batch log fold change of a fill gene (as :func:`simulate`'s default batch effect).
+_FILL_BATCH_EFFECT = 0.35
 
 
 def plate_spec(
@@ -86,16 +90,17 @@ def plate_sample(
     """A plate-based mouse sample (default HSC, MPP, hemogenic endothelium) of ``n_cells`` x ``n_genes``.
 
     The biology comes from :func:`simulate` (2,000 genes, one cell per well: no doublets); the rest of the
-    transcriptome is filled with sparse low counts that follow each cell's nuclear (non-mitochondrial) depth
-    (a damaged cell is shallow in every gene): first genes of the shipped 10x mouse table (about 32,000
-    symbols), then - as a GENCODE / Ensembl annotation of about 55,000 genes holds many non-coding and
-    predicted genes that a 10x table lacks - unannotated Ensembl-style IDs (``ENSMUSG...`` numbers absent
-    from the table, a seeded choice: the same IDs for every sample of one seed, a larger ``n_genes`` adding
-    to them; expressed at a tenth of the table's fill genes). ``id_share`` of the gene names are replaced
-    by their Ensembl IDs, ``n_ercc`` ERCC spike-ins (``ERCC-00002`` ...) are appended, and counts become
-    expected counts (``counts * U(0.8, 1.2)``, non-integer) at plate read depth (median 200,000). With
-    ``expected_counts=False`` the counts stay integer read counts (as featureCounts or STAR give).
-    ``n_genes`` counts genes without the spike-ins.
+    transcriptome is filled with low negative-binomial counts that follow each cell's nuclear
+    (non-mitochondrial) depth (a damaged cell is shallow in every gene), at one level per gene for all the
+    samples of an experiment (shifted per batch like :func:`simulate`'s genes): first genes of the shipped
+    10x mouse table (about 32,000 symbols), then - as a GENCODE / Ensembl annotation of about 55,000 genes
+    holds many non-coding and predicted genes that a 10x table lacks - unannotated Ensembl-style IDs
+    (``ENSMUSG...`` numbers absent from the table, a seeded choice: the same IDs for every sample of one
+    seed, a larger ``n_genes`` adding to them; expressed at a tenth of the table's fill genes).
+    ``id_share`` of the gene names are replaced by their Ensembl IDs, ``n_ercc`` ERCC spike-ins
+    (``ERCC-00002`` ...) are appended, and counts become expected counts (``counts * U(0.8, 1.2)``,
+    non-integer) at plate read depth (median 200,000). With ``expected_counts=False`` the counts stay
+    integer read counts (as featureCounts or STAR give). ``n_genes`` counts genes without the spike-ins.
 
     Parameters
     ----------
@@ -171,15 +176,18 @@ def plate_samples(
     sizes = _per_spec(n_genes, len(specs), "n_genes")
     expected = _per_spec(expected_counts, len(specs), "expected_counts")
     cores = simulate(list(specs), seed=seed)
+    annotation = _annotation(max(sizes), seed=seed)
+    batch_rng = np.random.default_rng([seed, 24])
+    batch_lfc = {
+        b: batch_rng.normal(0.0, _FILL_BATCH_EFFECT, size=len(annotation))
+        for b in sorted({s.batch for s in specs})
+    }
     rng = np.random.default_rng([seed, 21])
-    full = _read_table("mouse_symbol_ensembl_10x.tsv")
-    unannotated = _unannotated_ids(full["ensembl_gene_id"], max(sizes), seed=seed)  # none of the table's IDs
-    table = full.drop_duplicates("gene_symbol")
     return {
         spec.sample: _fill_transcriptome(
             cores[spec.sample],
-            table,
-            unannotated,
+            annotation,
+            batch_lfc[spec.batch],
             rng,
             n_genes=size,
             n_ercc=n_ercc,
@@ -212,10 +220,48 @@ def _unannotated_ids(table_ids: pd.Series, n: int, *, seed: int) -> list[str]:
     return [f"{_MOUSE_ENSEMBL}{k:011d}" for k in free[order[: min(n, len(free))]]]
 
 
+def _annotation(n_unannotated: int, *, seed: int) -> pd.DataFrame:
+    """The genes an experiment fills with, each with one level and dispersion for all its samples.
+
+    The 10x table's genes (one per symbol), then up to ``n_unannotated`` unannotated IDs (named by their ID,
+    at :data:`_UNANNOTATED_LEVEL`). ``level``: mean reads per cell at :data:`_FILL_DEPTH` nuclear reads.
+    """
+    full = _read_table("mouse_symbol_ensembl_10x.tsv")
+    unannotated = _unannotated_ids(full["ensembl_gene_id"], n_unannotated, seed=seed)  # no table ID
+    table = full.drop_duplicates("gene_symbol")[["gene_symbol", "ensembl_gene_id"]]
+    genes = pd.concat(
+        [
+            table.assign(annotated=True),
+            pd.DataFrame({"gene_symbol": unannotated, "ensembl_gene_id": unannotated, "annotated": False}),
+        ],
+        ignore_index=True,
+    )
+    rng = np.random.default_rng([seed, 23])
+    genes["level"] = np.exp(rng.normal(-2.0, 1.5, size=len(genes))) * np.where(
+        genes["annotated"], 1.0, _UNANNOTATED_LEVEL
+    )
+    genes["theta"] = np.exp(rng.normal(1.0, 0.5, size=len(genes)))  # as the simulator's own genes
+    return genes
+
+
+def _fill_counts(
+    core: ad.AnnData, fill: pd.DataFrame, lfc: np.ndarray, rng: np.random.Generator
+) -> sp.csr_matrix:
+    """Negative-binomial counts of the ``fill`` genes, following each cell's nuclear (non-mito) depth.
+
+    A damaged cell keeps its mitochondrial reads and loses the others, in every gene.
+    """
+    nuclear = np.flatnonzero(~core.var_names.str.startswith("mt-"))
+    depth = np.asarray(core.X[:, nuclear].sum(axis=1), dtype=np.float64).ravel()
+    mu = (depth / _FILL_DEPTH)[:, None] * (fill["level"].to_numpy() * np.exp(lfc))[None, :]
+    theta = fill["theta"].to_numpy()[None, :]
+    return sp.csr_matrix(rng.poisson(rng.gamma(shape=theta, scale=mu / theta)))
+
+
 def _fill_transcriptome(
     core: ad.AnnData,
-    table: pd.DataFrame,
-    unannotated: Sequence[str],
+    annotation: pd.DataFrame,
+    batch_lfc: np.ndarray,
     rng: np.random.Generator,
     *,
     n_genes: int,
@@ -225,34 +271,24 @@ def _fill_transcriptome(
 ) -> ad.AnnData:
     """``core`` filled to ``n_genes`` (table genes, then unannotated IDs); ID names, ERCC, expected counts."""
     n_cells = core.n_obs
-    table = table[~table["gene_symbol"].isin(core.var_names)]
+    table = annotation[annotation["annotated"] & ~annotation["gene_symbol"].isin(core.var_names)]
+    unannotated = annotation[~annotation["annotated"]]
     n_fill = max(0, n_genes - core.n_vars)
-    fill = table.iloc[np.sort(rng.choice(len(table), size=min(n_fill, len(table)), replace=False))]
-    n_extra = n_fill - len(fill)
+    chosen = table.iloc[np.sort(rng.choice(len(table), size=min(n_fill, len(table)), replace=False))]
+    n_extra = n_fill - len(chosen)
     if n_extra > len(unannotated):
         msg = f"n_genes {n_genes} exceeds the {core.n_vars + len(table) + len(unannotated)} genes available"
         raise ValueError(msg)
-    extra = sorted(unannotated[:n_extra])
-    fill_symbols = fill["gene_symbol"].tolist() + extra
-    fill_ids = fill["ensembl_gene_id"].tolist() + extra
-    lam = np.exp(rng.normal(-1.0, 1.5, size=len(fill_symbols))) * 20.0
-    lam[len(fill) :] *= _UNANNOTATED_LEVEL
-    # the fill follows each cell's nuclear depth (a damaged cell keeps its mitochondrial reads and loses the
-    # others, in every gene) with +-20% noise; at the median depth it averages half of lam
-    nuclear = np.flatnonzero(~core.var_names.str.startswith("mt-"))
-    depth = np.asarray(core.X[:, nuclear].sum(axis=1), dtype=np.float64).ravel()
-    scale = depth / max(float(np.median(depth)), 1.0) * (0.4 + 0.2 * rng.random((n_cells, 1)).ravel())
-    fill_counts = sp.csr_matrix(
-        rng.poisson(lam[None, :] * scale[:, None] * (rng.random((n_cells, len(lam))) < 0.2))
-    )
+    fill = pd.concat([chosen, unannotated.iloc[:n_extra].sort_values("ensembl_gene_id")])
+    fill_counts = _fill_counts(core, fill, batch_lfc[fill.index.to_numpy()], rng)
     ercc = [f"ERCC-{i:05d}" for i in sorted(rng.choice(np.arange(2, 172), size=n_ercc, replace=False))]
     ercc_counts = sp.csr_matrix(rng.poisson(50.0, size=(n_cells, n_ercc)))
     X = sp.hstack([core.X, fill_counts, ercc_counts]).tocsr().astype(np.float64)
     factor = rng.uniform(0.8, 1.2, size=X.nnz)  # drawn either way: read counts keep the same gene names
     if expected_counts:
         X.data = X.data * factor
-    symbols = list(core.var_names) + fill_symbols
-    ids = list(core.var["gene_ids"]) + fill_ids
+    symbols = list(core.var_names) + fill["gene_symbol"].tolist()
+    ids = list(core.var["gene_ids"]) + fill["ensembl_gene_id"].tolist()
     as_id = rng.random(len(symbols)) < id_share
     names = [i if (a and i) else s for s, i, a in zip(symbols, ids, as_id, strict=True)] + ercc
     out = ad.AnnData(X=X.astype(np.float32), obs=core.obs.copy(), var=pd.DataFrame(index=names))
