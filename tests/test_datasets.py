@@ -146,3 +146,35 @@ def test_large_simulation_stays_sparse_and_fast(n_cells):
     adata = datasets.simulate([spec], n_genes=2000)["big"]
     assert adata.n_obs == n_cells and sp.issparse(adata.X)
     assert time.perf_counter() - start < 120
+
+
+def test_plate_experiment_reaches_a_whole_transcriptome_past_the_10x_table(repo):
+    """55k genes: the 10x table's ~32k, then Ensembl-style IDs no table knows; the fill follows depth."""
+    specs = [
+        datasets.plate_spec("d1", 120, condition="in_vivo", donor="d1"),
+        datasets.plate_spec("e1", 60),
+    ]
+    out = datasets.plate_samples(specs, n_genes=[30_000, 55_000], expected_counts=[False, True], seed=2)
+    table = pd.read_csv(
+        repo / "resources/genes/mouse_symbol_ensembl_10x.tsv", sep="\t", comment="#", dtype=str
+    )
+    genes = {s: a.var_names[~a.var_names.str.fullmatch(r"ERCC-\d{5}")] for s, a in out.items()}
+    assert {s: len(g) for s, g in genes.items()} == {"d1": 30_000, "e1": 55_000}
+    assert genes["e1"].is_unique
+    ids = out["e1"].var["gene_ids"]
+    unannotated = ids[~ids.isin(table["ensembl_gene_id"]) & ids.str.startswith("ENSMUSG")]
+    assert len(unannotated) == out["e1"].uns["simulation"]["n_unannotated"] > 20_000
+    assert unannotated.index.equals(pd.Index(unannotated))  # named by their ID, no symbol to give
+    # one experiment: the same model (the HSC programme genes on in both), independent cells
+    assert out["d1"].obs_names.intersection(out["e1"].obs_names).empty
+    x = out["d1"].X
+    assert np.all(x.data == np.round(x.data)) and not np.all(out["e1"].X.data == np.round(out["e1"].X.data))
+    # a damaged cell is shallow in the filled genes too, not only in the simulated 2,000
+    a = out["d1"]
+    low = a.obs["is_low_quality"].to_numpy()
+    fill = np.asarray(a.X[:, 2000:].sum(axis=1)).ravel()
+    assert low.sum() >= 3 and np.median(fill[low]) < 0.5 * np.median(fill[~low])
+    # a single spec is plate_sample itself
+    one = datasets.plate_samples([datasets.plate_spec("plate_hsc", 40)], n_genes=3_000, seed=5)["plate_hsc"]
+    again = datasets.plate_sample(40, n_genes=3_000, seed=5)
+    assert (one.X != again.X).nnz == 0 and list(one.var_names) == list(again.var_names)

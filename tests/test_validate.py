@@ -344,6 +344,36 @@ def test_values_that_are_not_counts(tmp_path, good, value, what):
     )
 
 
+def test_plate_expected_counts_pass_where_ingest_rounds_them(tmp_path, good):
+    """RSEM/Salmon expected counts: accepted in a plate sample's table (ingest rounds them); refused as
+    droplet data (pointing at technology: plate), in an h5ad (its counts slot is found by the integer rule)
+    and, plate or not, when negative."""
+    plate = datasets.plate_sample(40, n_genes=3_000, seed=4)
+    table = pd.DataFrame(plate.X.toarray().T, index=plate.var_names, columns=plate.obs_names)
+    table.to_csv(tmp_path / "rsem.tsv", sep="\t", float_format="%.2f")
+    table.iloc[5, 3] = -3.0
+    table.to_csv(tmp_path / "negative.tsv", sep="\t", float_format="%.2f")
+    datasets.write_h5ad_sample(plate, tmp_path / "rsem.h5ad")
+    rows = [
+        (_ref(good), ""),
+        (_row("rsem_plate", tmp_path / "rsem.tsv"), "plate"),
+        (_row("rsem_droplet", tmp_path / "rsem.tsv"), "droplet"),
+        (_row("rsem_h5ad", tmp_path / "rsem.h5ad"), "plate"),
+        (_row("negative_plate", tmp_path / "negative.tsv"), "plate"),
+    ]
+    cfg = _config(tmp_path, [])
+    Path(cfg["samples"]).write_text(
+        HEADER.rstrip("\n") + "\ttechnology\n" + "".join(f"{r}\t{t}\n" for r, t in rows)
+    )
+    result = validate_run(cfg, base_dir=REPO)
+    assert not any("'rsem_plate'" in p for p in result.problems), result.problems
+    assert result.samples.set_index("sample").loc["rsem_plate", "technology"] == "plate"
+    _problem(result, "'rsem_droplet'", "non-integer values", fix="technology to plate")
+    _problem(result, "'rsem_h5ad'", "no raw counts found", "non-integer", fix="raw UMI counts")
+    _problem(result, "'negative_plate'", "negative values", fix="raw UMI counts")
+    assert len(result.problems) == 3, result.problems
+
+
 def test_normalised_h5ad_without_a_counts_slot(tmp_path, demo_small, good):
     import scanpy as sc
 

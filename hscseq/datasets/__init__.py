@@ -19,9 +19,10 @@ Run ``python -m hscseq.datasets demo resources/demo`` to regenerate the bundled 
 Modules: ``programmes`` (curated marker programmes, cell types as programme mixtures), ``genes`` (gene
 universe, orthologs, Ensembl IDs), ``model`` (:class:`SampleSpec` and the generative model), ``simulator``
 (:func:`simulate`), ``scenarios`` (reference, engineered and organoid specs, :func:`demo`), ``identity``
-(look-alike scenario, :func:`simulate_identity`), ``plate`` (:func:`plate_sample`), ``organoid_plan`` and
-``organoid`` (human organoids from the HematoMap profiles, :func:`simulate_organoids`), ``writers`` (input
-formats), ``demo_files`` (:func:`write_demo`, :func:`write_organoid_demo`) and ``cli`` (:func:`main`).
+(look-alike scenario, :func:`simulate_identity`), ``plate`` (plate-based samples at whole-transcriptome gene
+counts, :func:`plate_sample`, :func:`plate_samples`), ``organoid_plan`` and ``organoid`` (human organoids
+from the HematoMap profiles, :func:`simulate_organoids`), ``writers`` (input formats), ``demo_files``
+(:func:`write_demo`, :func:`write_organoid_demo`) and ``cli`` (:func:`main`).
 """
 
 from hscseq.datasets.cli import main
@@ -46,7 +47,7 @@ from hscseq.datasets.organoid_plan import (
     organoid_specs_from_profiles,
     organoid_type_composition,
 )
-from hscseq.datasets.plate import plate_sample
+from hscseq.datasets.plate import PLATE_COMPOSITION, plate_sample, plate_samples, plate_spec
 from hscseq.datasets.programmes import CELL_TYPES, OFFTARGET_TYPES, PROGRAMMES
 from hscseq.datasets.scenarios import (
     DEFAULT_MISSING_HSC_GENES,
@@ -84,6 +85,7 @@ __all__ = [
     "ORGANOID_LINEAGE_PLAN",
     "ORGANOID_LINEAGE_TYPES",
     "ORGANOID_REPLICATES",
+    "PLATE_COMPOSITION",
     "PROGRAMMES",
     "REFERENCE_COMPOSITION",
     "SHARED_HSC_ENDOTHELIAL",
@@ -99,6 +101,8 @@ __all__ = [
     "organoid_specs_from_profiles",
     "organoid_type_composition",
     "plate_sample",
+    "plate_samples",
+    "plate_spec",
     "reference_specs",
     "sha256sums",
     "simulate",

@@ -14,9 +14,21 @@ from hscseq.ingest._raw import _BLOCK, _GENE_EXPRESSION, _Raw
 
 logger = logging.getLogger(__name__)
 
+#: What to do about values that are not raw counts (ingest's message and the pre-run check's).
+_RAW_COUNTS_FIX = (
+    "give raw UMI counts (integers >= 0), not normalised/log-transformed data; for an h5ad put them in "
+    "X, layers['counts'] or .raw. Plate-based expected counts (RSEM / Salmon) in any format but h5ad: set "
+    "the sample sheet's technology to plate (they are then rounded)."
+)
 
-def _count_problem(X: sp.spmatrix) -> str | None:
-    """Why the stored values of ``X`` are not raw counts (NaN/inf, negative, non-integer), or None."""
+
+def _count_problem(X: sp.spmatrix, *, expected_counts: bool = False) -> str | None:
+    """Why the stored values of ``X`` are not raw counts (NaN/inf, negative, non-integer), or None.
+
+    With ``expected_counts`` (plate data that ingest rounds, see
+    :func:`hscseq.ingest.plate._rounds_expected_counts`) non-integer values are accepted; NaN, infinite and
+    negative values never are.
+    """
     data = X.data
     for start in range(0, len(data), _BLOCK):
         block = data[start : start + _BLOCK]
@@ -24,7 +36,7 @@ def _count_problem(X: sp.spmatrix) -> str | None:
             return "NaN or infinite values"
         if np.any(block < 0):
             return f"negative values (minimum {float(data.min()):g})"
-        if np.any(block != np.round(block)):
+        if not expected_counts and np.any(block != np.round(block)):
             bad = block[block != np.round(block)][:3]
             return f"non-integer values (e.g. {', '.join(f'{v:g}' for v in bad)})"
     return None
@@ -87,7 +99,6 @@ def _validate(raw: _Raw, *, sample: str, path: Path) -> _Raw:
             f"the values are not raw counts: {raw.counts_source} holds {problem}.",
             sample=sample,
             path=path,
-            fix="give raw UMI counts (integers >= 0), not normalised/log-transformed data; for an "
-            "h5ad put them in X, layers['counts'] or .raw.",
+            fix=_RAW_COUNTS_FIX,
         )
     return raw

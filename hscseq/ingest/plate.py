@@ -33,6 +33,15 @@ def _set_aside_spike_ins(raw: _Raw, *, sample: str) -> np.ndarray | None:
     return counts
 
 
+def _rounds_expected_counts(fmt: str, technology: str | None) -> bool:
+    """Whether ingest (and the pre-run check) accepts non-integer expected counts of an input, to round them.
+
+    Plate data in every format but h5ad: the h5ad reader finds the counts slot (X, a counts layer or
+    ``.raw``) by the integer rule, so non-integer values there are taken for normalised data and refused.
+    """
+    return technology == "plate" and fmt != "h5ad"
+
+
 def _round_expected_counts(raw: _Raw, *, sample: str) -> None:
     """Plate data: non-integer expected counts (RSEM / Salmon) rounded to the nearest integer (half to even).
 

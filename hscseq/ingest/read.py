@@ -21,7 +21,7 @@ from hscseq.ingest.gene_ids import _harmonise_genes
 from hscseq.ingest.h5ad import _read_h5ad
 from hscseq.ingest.loom import _read_loom
 from hscseq.ingest.mtx import _read_mtx
-from hscseq.ingest.plate import _round_expected_counts, _set_aside_spike_ins
+from hscseq.ingest.plate import _round_expected_counts, _rounds_expected_counts, _set_aside_spike_ins
 from hscseq.ingest.table import _read_table
 from hscseq.ingest.tenx_h5 import _read_10x_h5
 
@@ -167,7 +167,7 @@ def read_sample(
             f"unknown technology {technology!r}.", sample=sample, path=path, fix=f"use one of {TECHNOLOGIES}."
         )
     spike_counts = _set_aside_spike_ins(raw, sample=sample)
-    if technology == "plate":
+    if _rounds_expected_counts(fmt, technology):
         _round_expected_counts(raw, sample=sample)
     raw = _validate(raw, sample=sample, path=path)
     var, gene_info = _harmonise_genes(

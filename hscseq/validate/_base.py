@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import scipy.sparse as sp
 
 from hscseq._utils import special_file_kind
 from hscseq.ingest._raw import _HDF5_MAGIC
-from hscseq.ingest.checks import _count_problem
+from hscseq.ingest.checks import _RAW_COUNTS_FIX, _count_problem
 from hscseq.ingest.detect import _mtx_dir
+from hscseq.ingest.plate import _rounds_expected_counts
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +56,19 @@ class _Bad(Exception):
 
 
 _EXPORT_AGAIN = "the file is inconsistent or truncated: export or copy it again from its source."
-_RAW_COUNTS = (
-    "give raw UMI counts (integers >= 0), not normalised/log-transformed data; for an h5ad put them in "
-    "X, layers['counts'] or .raw."
-)
+_RAW_COUNTS = _RAW_COUNTS_FIX
 
 
 def _decode(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel().tolist()]
 
 
-def _value_problem(values) -> str | None:
-    """Why these stored values are not raw counts (ingest's own rule), or None."""
+def _value_problem(values, fmt: str, row: Mapping) -> str | None:
+    """Why these stored values of a ``fmt`` input are not raw counts (ingest's own rule for the sample-sheet
+    row's technology: plate expected counts are accepted where ingest rounds them), or None."""
     arr = np.asarray(values, dtype=np.float64).ravel()
-    return _count_problem(sp.csr_matrix(arr.reshape(1, -1))) if arr.size else None
+    expected = _rounds_expected_counts(fmt, str(row.get("technology") or "droplet"))
+    return _count_problem(sp.csr_matrix(arr.reshape(1, -1)), expected_counts=expected) if arr.size else None
 
 
 def describe(path: Path) -> str:

@@ -64,7 +64,7 @@ def _peek_10x_h5(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> lis
             head_idx = g["indices"][: min(nnz, N_VALUES)]
             if head_idx.size and (head_idx.min() < 0 or head_idx.max() >= n_features):
                 raise _Bad("feature indices outside the matrix dimensions.", _EXPORT_AGAIN)
-            problem = _value_problem(g["data"][: min(nnz, N_VALUES)])
+            problem = _value_problem(g["data"][: min(nnz, N_VALUES)], "10x_h5", row)
             if problem:
                 raise _Bad(f"the values are not raw counts: {g.name}/data holds {problem}.", _RAW_COUNTS)
             keep = [t == _GENE_EXPRESSION for t in types]
@@ -139,7 +139,7 @@ def _peek_h5ad(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
             ):
                 continue
             shape, head = _slot_info(f[key])
-            problem = _value_problem(head)
+            problem = _value_problem(head, "h5ad", row)
             if shape[0] != len(barcodes):
                 why[where] = f"{shape[0]} rows for {len(barcodes)} cells"
             elif problem is None:
@@ -181,7 +181,7 @@ def _peek_loom(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[
         source = _counts_source(f, counts_layer)
         ds = f[source]
         n_genes, n_cells = ds.shape
-        problem = _value_problem(ds[:, : max(1, min(n_cells, N_VALUES // max(n_genes, 1)))])
+        problem = _value_problem(ds[:, : max(1, min(n_cells, N_VALUES // max(n_genes, 1)))], "loom", row)
         if problem:
             raise _Bad(f"the values are not raw counts: {source} holds {problem}.", _RAW_COUNTS)
 

@@ -126,7 +126,7 @@ def peek_mtx(path: Path, peek: Peek, row: Mapping, settings: Mapping) -> list[st
         r, c = entries[:, 0], entries[:, 1]
         if r.min() < 1 or r.max() > n_features or c.min() < 1 or c.max() > n_cells:
             raise _Bad("entry indices outside the matrix dimensions.", _EXPORT_AGAIN, path=matrix)
-        problem = _value_problem(entries[:, 2])
+        problem = _value_problem(entries[:, 2], "10x_mtx", row)  # STARsolo: the same reader
         if problem:
             raise _Bad(
                 f"the values are not raw counts: {matrix.name} holds {problem}.", _RAW_COUNTS, path=matrix
@@ -176,7 +176,7 @@ def peek_table(path: Path, peek: Peek, row: Mapping, settings: Mapping, sep: str
         values = np.array([[float(x) if x.strip() else np.nan for x in r[1:]] for r in head_rows])
     except ValueError as exc:
         raise _Bad(f"a value in the first rows is not a number ({exc}).", _RAW_COUNTS) from exc
-    problem = _value_problem(values.ravel()[:N_VALUES])
+    problem = _value_problem(values.ravel()[:N_VALUES], "csv" if sep == "," else "tsv", row)
     if problem:
         raise _Bad(f"the values are not raw counts: the table holds {problem}.", _RAW_COUNTS)
     orientation = str(settings.get("table_orientation", "auto"))
