@@ -9,7 +9,8 @@ subsample (its cost is linear in cells; see README, "Performance").
 whole-dataset stages: per size it simulates 3 labelled in vivo donors and 1 engineered sample, runs the whole
 DAG through Snakemake with :data:`AUDIT_CONFIG` (scVI and SOLO left out, every other setting the default)
 and prints, per rule after merge, wall seconds and peak RSS (Snakemake's ``benchmark:`` files) at each size
-and the implied exponent ``k = log(t2 / t1) / log(N2 / N1)`` between consecutive sizes.
+and the implied exponent ``k = log(t2 / t1) / log(N2 / N1)`` between consecutive sizes, and the same for
+each step of the integration metrics (:func:`metric_steps`).
 """
 
 from __future__ import annotations
@@ -214,7 +215,64 @@ def scaling_exponents(jobs: pd.DataFrame) -> pd.DataFrame:
     order = {r: i for i, r in enumerate(WHOLE_DATASET_RULES)}
     cols = ["rule", "n1", "n2", "s1", "s2", "k", "rss1_mb", "rss2_mb"]
     out = pd.DataFrame(rows, columns=cols)
-    return out.sort_values(["n1", "rule"], key=lambda c: c.map(order).fillna(-1) if c.name == "rule" else c)
+
+    def rank(rule: str) -> float:  # DAG order; a rule's steps ("integrate: kNN") right after it
+        return order.get(rule.split(":")[0], -1) + (0.5 if ":" in rule else 0.0)
+
+    return out.sort_values(["n1", "rule"], key=lambda c: c.map(rank) if c.name == "rule" else c)
+
+
+def metric_steps(integrated: Path, *, exact_silhouettes_up_to: int = 50_000) -> pd.DataFrame:
+    """Seconds of each step of the integration metrics on the in vivo cells of an ``integrated.h5ad``.
+
+    Rows ``rule`` = ``integrate: <step>`` (kNN, LISI, graph connectivity, k-means NMI/ARI, the silhouettes
+    as the stage computes them, and on every cell when there are at most ``exact_silhouettes_up_to``), ``s``.
+    """
+    import anndata as ad
+    import scib_metrics
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    from hscseq.integrate.metrics import DEFAULT_SILHOUETTE_MAX_CELLS, silhouette_subsample
+
+    a = ad.read_h5ad(integrated, backed="r")
+    use = (a.obs["condition"].astype(str) == "in_vivo").to_numpy()
+    x = np.asarray(a.obsm["X_integrated"])[use].astype(np.float32)
+    batch = pd.Categorical(a.obs["batch"].astype(str).to_numpy()[use]).codes
+    labels = pd.Categorical(a.obs["reference_label"].astype(str).to_numpy()[use]).codes
+    a.file.close()
+    rows = []
+
+    def timed(step: str, func: Callable[[], object]) -> object:
+        start = time.perf_counter()
+        out = func()
+        rows.append({"rule": f"integrate: {step}", "s": time.perf_counter() - start, "max_rss_mb": np.nan})
+        return out
+
+    dist, idx = timed("kNN (90, exact)", lambda: NearestNeighbors(n_neighbors=91).fit(x).kneighbors(x))
+    neigh = NeighborsResults(indices=idx[:, 1:], distances=dist[:, 1:])
+    timed(
+        "iLISI + cLISI", lambda: (scib_metrics.ilisi_knn(neigh, batch), scib_metrics.clisi_knn(neigh, labels))
+    )
+    timed("graph connectivity", lambda: scib_metrics.graph_connectivity(neigh, labels))
+    timed("k-means NMI/ARI", lambda: scib_metrics.nmi_ari_cluster_labels_kmeans(x, labels))
+    sub = silhouette_subsample(labels, batch, max_cells=DEFAULT_SILHOUETTE_MAX_CELLS)
+    timed(
+        f"silhouettes (<= {DEFAULT_SILHOUETTE_MAX_CELLS} cells)",
+        lambda: (
+            scib_metrics.silhouette_label(x[sub], labels[sub]),
+            scib_metrics.silhouette_batch(x[sub], labels[sub], batch[sub]),
+        ),
+    )
+    if len(x) <= exact_silhouettes_up_to:
+        timed(
+            "silhouettes (every cell)",
+            lambda: (
+                scib_metrics.silhouette_label(x, labels),
+                scib_metrics.silhouette_batch(x, labels, batch),
+            ),
+        )
+    return pd.DataFrame(rows)
 
 
 def stage_audit(
@@ -237,7 +295,8 @@ def stage_audit(
 
     Returns
     -------
-    One row per job (``cells``, ``rule``, ``job``, ``s``, ``max_rss_mb``) and :func:`scaling_exponents`.
+    One row per job (``cells``, ``rule``, ``job``, ``s``, ``max_rss_mb``; plus :func:`metric_steps`) and
+    :func:`scaling_exponents`.
     """
     import yaml
 
@@ -259,6 +318,7 @@ def stage_audit(
         with open(run_dir / "snakemake.log", "w") as log:
             subprocess.run(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env, check=True)
         jobs.append(rule_benchmarks(run_dir).assign(cells=n))
+        jobs.append(metric_steps(run_dir / "results/integrate/integrated.h5ad").assign(cells=n))
     table = pd.concat(jobs, ignore_index=True)
     return table, scaling_exponents(table)
 
