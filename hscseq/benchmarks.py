@@ -177,29 +177,42 @@ def write_audit_data(n_cells: int, where: Path, *, n_genes: int = 5000, seed: in
 
 
 def rule_benchmarks(run_dir: Path) -> pd.DataFrame:
-    """One row per job from Snakemake's ``benchmark:`` files: rule, job, seconds, max RSS (MB), start, end."""
+    """One row per job from Snakemake's ``benchmark:`` files: rule, job, wall and CPU seconds, max RSS (MB).
+
+    CPU seconds (all threads) are the sturdier figure on a machine shared with other work: wall time there
+    also counts the time a job waited for a core.
+    """
     rows = []
     for f in sorted((run_dir / "benchmarks").rglob("*.tsv")):
         t = pd.read_csv(f, sep="\t")
         s = float(t["s"].iloc[0])
         rss = float(pd.to_numeric(t["max_rss"], errors="coerce").fillna(0).iloc[0])
-        end = f.stat().st_mtime
+        cpu = float(pd.to_numeric(t.get("cpu_time", pd.Series([np.nan])), errors="coerce").iloc[0])
         rows.append(
-            {"job": str(f.relative_to(run_dir / "benchmarks")), "s": s, "max_rss_mb": rss, "start": end - s}
+            {"job": str(f.relative_to(run_dir / "benchmarks")), "s": s, "cpu_s": cpu, "max_rss_mb": rss}
         )
-    df = pd.DataFrame(rows, columns=["job", "s", "max_rss_mb", "start"])
+    df = pd.DataFrame(rows, columns=["job", "s", "cpu_s", "max_rss_mb"])
     df.insert(0, "rule", df["job"].str.split("/").str[0].str.removesuffix(".tsv"))
-    df["end"] = df["start"] + df["s"]
     return df
 
 
-def scaling_exponents(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Per rule and pair of consecutive sizes: seconds and peak RSS at both, ``k = log(t2/t1) / log(N2/N1)``.
+def _k(t1: float, t2: float, n1: int, n2: int) -> float:
+    return float(np.log(t2 / t1) / np.log(n2 / n1)) if t1 > 0 and t2 > 0 else np.nan
 
-    ``jobs`` has one row per (``cells``, ``rule``) with ``s`` and ``max_rss_mb``; rules with several jobs
-    (per sample) are summed for time and maximised for memory.
+
+def scaling_exponents(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule and pair of consecutive sizes: wall seconds (``s1``, ``s2``), CPU seconds, peak RSS, and the
+    exponents ``k = log(t2/t1) / log(N2/N1)`` of wall (``k``) and CPU time (``k_cpu``).
+
+    ``jobs`` has one row per job with ``cells``, ``rule``, ``s`` and ``max_rss_mb`` (``cpu_s`` optional);
+    rules with several jobs (per sample) are summed for time and maximised for memory.
     """
-    per = jobs.groupby(["rule", "cells"]).agg(s=("s", "sum"), max_rss_mb=("max_rss_mb", "max")).reset_index()
+    jobs = jobs.assign(cpu_s=jobs["cpu_s"]) if "cpu_s" in jobs else jobs.assign(cpu_s=np.nan)
+    per = (
+        jobs.groupby(["rule", "cells"])
+        .agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"), max_rss_mb=("max_rss_mb", "max"))
+        .reset_index()
+    )
     sizes = sorted(per["cells"].unique())
     rows = []
     for n1, n2 in itertools.pairwise(sizes):
@@ -207,13 +220,14 @@ def scaling_exponents(jobs: pd.DataFrame) -> pd.DataFrame:
         b = per[per["cells"] == n2].set_index("rule")
         for rule in [r for r in a.index if r in b.index]:
             t1, t2 = float(a.at[rule, "s"]), float(b.at[rule, "s"])
+            c1, c2 = float(a.at[rule, "cpu_s"]), float(b.at[rule, "cpu_s"])
             rows.append(
-                {"rule": rule, "n1": n1, "n2": n2, "s1": t1, "s2": t2,
-                 "k": float(np.log(t2 / t1) / np.log(n2 / n1)) if t1 > 0 and t2 > 0 else np.nan,
+                {"rule": rule, "n1": n1, "n2": n2, "s1": t1, "s2": t2, "k": _k(t1, t2, n1, n2),
+                 "cpu1": c1, "cpu2": c2, "k_cpu": _k(c1, c2, n1, n2),
                  "rss1_mb": float(a.at[rule, "max_rss_mb"]), "rss2_mb": float(b.at[rule, "max_rss_mb"])}
             )  # fmt: skip
     order = {r: i for i, r in enumerate(WHOLE_DATASET_RULES)}
-    cols = ["rule", "n1", "n2", "s1", "s2", "k", "rss1_mb", "rss2_mb"]
+    cols = ["rule", "n1", "n2", "s1", "s2", "k", "cpu1", "cpu2", "k_cpu", "rss1_mb", "rss2_mb"]
     out = pd.DataFrame(rows, columns=cols)
 
     def rank(rule: str) -> float:  # DAG order; a rule's steps ("integrate: kNN") right after it
@@ -244,9 +258,10 @@ def metric_steps(integrated: Path, *, exact_silhouettes_up_to: int = 50_000) -> 
     rows = []
 
     def timed(step: str, func: Callable[[], object]) -> object:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         out = func()
-        rows.append({"rule": f"integrate: {step}", "s": time.perf_counter() - start, "max_rss_mb": np.nan})
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        rows.append({"rule": f"integrate: {step}", "s": wall, "cpu_s": cpu, "max_rss_mb": np.nan})
         return out
 
     dist, idx = timed("kNN (90, exact)", lambda: NearestNeighbors(n_neighbors=91).fit(x).kneighbors(x))
