@@ -47,19 +47,43 @@ def balanced_knn_proba(
     return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-300, None)
 
 
+def _column_sums(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column sum and sum of squares of cells x genes ``x`` (sparse or dense), accumulated in float64.
+
+    A sparse ``x`` is never densified (its stored values are summed per column index).
+    """
+    if not sp.issparse(x):
+        x = np.asarray(x)
+        return x.sum(axis=0, dtype=np.float64), np.einsum("ij,ij->j", x, x, dtype=np.float64)
+    x = sp.csr_matrix(x)
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    data = x.data.astype(np.float64)
+    n = x.shape[1]
+    return np.bincount(x.indices, weights=data, minlength=n), np.bincount(
+        x.indices, weights=data**2, minlength=n
+    )
+
+
 def _standardise(train, test, clip: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Scale genes to unit variance on ``train`` (centred on the train mean), clip at ``clip``."""
-    if sp.issparse(train):
-        mean = np.asarray(train.mean(axis=0)).ravel()
-        sq = np.asarray(train.multiply(train).mean(axis=0)).ravel()
-    else:
-        mean, sq = train.mean(axis=0), (train**2).mean(axis=0)
+    """Scale genes to unit variance on ``train`` (centred on the train mean), clip at ``clip``.
+
+    The results are dense float32 (the classifier's input); each is built in place, so the peak is one
+    float32 copy of ``train`` and one of ``test`` (no float64 temporaries of the whole matrix).
+    """
+    total, total_sq = _column_sums(train)
+    mean, sq = total / max(train.shape[0], 1), total_sq / max(train.shape[0], 1)
     std = np.sqrt(np.maximum(sq - mean**2, 0.0))
     std = np.where(std > 0, std, 1.0)
+    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
 
     def scale(x):
-        dense = x.toarray() if sp.issparse(x) else np.asarray(x)
-        return np.clip((dense - mean) / std, -clip, clip).astype(np.float32)
+        dense = x.toarray() if sp.issparse(x) else np.array(x)  # a new array either way
+        dense = dense.astype(np.float32, copy=False)
+        dense -= mean32
+        dense /= std32
+        return np.clip(dense, -clip, clip, out=dense)
 
     return scale(train), scale(test)
 
@@ -215,6 +239,30 @@ def ensemble_core(
     }
 
 
+def sibling_marker_genes(x, codes: np.ndarray, present, *, n_genes: int) -> np.ndarray:
+    """The ``n_genes`` genes with the largest standardised mean difference between a child and its siblings.
+
+    For each child ``k`` in ``present`` and gene ``g``: ``|mean_k - mean_rest| / (sqrt((var_k + var_rest) / 2)
+    + 0.1)`` (population variances), maximised over the children. ``x`` (cells x genes of the siblings' cells,
+    sparse or dense) is never densified: the statistics come from per-child sums and sums of squares, so
+    memory is that of ``x`` plus a few gene-length vectors, whatever the number of genes.
+
+    Returns the gene indices, best first.
+    """
+    n = x.shape[0]
+    total, total_sq = _column_sums(x)
+    score = np.zeros(x.shape[1])
+    for k in present:
+        rows = codes == k
+        na, nb = int(rows.sum()), n - int(rows.sum())
+        sa, qa = _column_sums(x[rows])
+        ma, mb = sa / na, (total - sa) / max(nb, 1)
+        va = np.maximum(qa / na - ma**2, 0.0)
+        vb = np.maximum((total_sq - qa) / max(nb, 1) - mb**2, 0.0)
+        score = np.maximum(score, np.abs(ma - mb) / (np.sqrt(0.5 * (va + vb)) + 0.1))
+    return np.argsort(score)[::-1][:n_genes]
+
+
 def sibling_proba(
     train,
     codes: np.ndarray,
@@ -249,15 +297,8 @@ def sibling_proba(
         if len(children) < 2 or len(present) < 2:
             continue
         sel = np.isin(codes, present)
-        xs = train[sel]
-        xs = xs.toarray() if sp.issparse(xs) else np.asarray(xs)
-        ys = codes[sel]
-        score = np.zeros(xs.shape[1])
-        for k in present:
-            a, b = xs[ys == k], xs[ys != k]
-            sd = np.sqrt(0.5 * (a.var(axis=0) + b.var(axis=0))) + 0.1
-            score = np.maximum(score, np.abs(a.mean(axis=0) - b.mean(axis=0)) / sd)
-        genes = np.argsort(score)[::-1][:n_genes]
+        xs, ys = train[sel], codes[sel]
+        genes = sibling_marker_genes(xs, ys, present, n_genes=n_genes)
         xt = test[:, genes]
         xtr, xte = _standardise(xs[:, genes], xt.toarray() if sp.issparse(xt) else np.asarray(xt))
         model = LogisticRegression(C=c, max_iter=500, class_weight="balanced", random_state=seed)

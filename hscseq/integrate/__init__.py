@@ -41,6 +41,7 @@ from hscseq.integrate.metrics import (
     integration_metrics,
     integration_metrics_core,
     metrics_table,
+    silhouette_subsample,
 )
 from hscseq.integrate.models import default_max_epochs, train_scanvi, train_scvi
 from hscseq.integrate.normalize import normalize
@@ -64,6 +65,7 @@ __all__ = [
     "pca",
     "run_integrate",
     "select_features",
+    "silhouette_subsample",
     "train_scanvi",
     "train_scvi",
 ]

@@ -33,19 +33,86 @@ _METRIC_TYPES = {
 }
 
 
+#: Default cap on the cells of the two silhouettes (the schema's ``integrate.silhouette_max_cells``).
+DEFAULT_SILHOUETTE_MAX_CELLS: int | None = IntegrateSettings().silhouette_max_cells
+
+#: Cells kept from each (label, batch) group of the silhouette subsample when the group has that many.
+SILHOUETTE_MIN_GROUP = 10
+
+
+def silhouette_subsample(
+    labels: np.ndarray,
+    batch: np.ndarray | None,
+    *,
+    max_cells: int | None = DEFAULT_SILHOUETTE_MAX_CELLS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sorted indices of a seeded subsample of at most ``max_cells`` cells, stratified by label and batch.
+
+    The silhouettes compare every cell with every other (time and memory ~N^2), so above ``max_cells`` they
+    are estimated on this subsample. Each (label, batch) group keeps its share of ``max_cells`` in proportion
+    to its size (largest remainders), so label and batch proportions are those of the data up to rounding;
+    a group whose share would be below ``min(size, SILHOUETTE_MIN_GROUP)`` keeps that many instead (a rare
+    type, or a type seen in a small batch, stays in silhouette batch) and the others share the rest (the
+    floors alone can exceed ``max_cells`` only with more than ``max_cells / SILHOUETTE_MIN_GROUP`` groups).
+
+    Parameters
+    ----------
+    labels
+        Label of each cell.
+    batch
+        Batch of each cell (``None``: stratified by label only).
+    max_cells
+        Most cells kept; ``None`` (or at least the number of cells) keeps every cell.
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    Indices into ``labels``, sorted (every index when nothing needs to be dropped).
+    """
+    n = len(labels)
+    if max_cells is None or n <= max_cells:
+        return np.arange(n)
+    groups = {"label": np.asarray(labels).astype(str)}
+    if batch is not None:
+        groups["batch"] = np.asarray(batch).astype(str)
+    codes = pd.DataFrame(groups).groupby(list(groups), sort=True).ngroup().to_numpy()
+    size = np.bincount(codes)
+    floor = np.minimum(size, SILHOUETTE_MIN_GROUP)
+    fixed = np.zeros(len(size), dtype=bool)
+    while True:  # groups whose proportional share is below their floor keep the floor; the rest share
+        budget = max(int(max_cells) - int(floor[fixed].sum()), 0)
+        share = np.where(fixed, 0.0, budget * size / max(int(size[~fixed].sum()), 1))
+        low = ~fixed & (share < floor)
+        if not low.any():
+            break
+        fixed |= low
+    take = np.where(fixed, floor, np.floor(share)).astype(int)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")[: max(budget - int(take[~fixed].sum()), 0)]
+    take[order] += 1
+    take = np.minimum(take, size)
+    rng = np.random.default_rng(seed)
+    idx = [rng.choice(np.flatnonzero(codes == g), size=int(t), replace=False) for g, t in enumerate(take)]
+    return np.sort(np.concatenate(idx))
+
+
 def integration_metrics_core(
     x: np.ndarray,
     batch: np.ndarray | None,
     labels: np.ndarray | None,
     *,
     n_neighbors: int = 90,
+    silhouette_max_cells: int | None = DEFAULT_SILHOUETTE_MAX_CELLS,
     seed: int = 0,
 ) -> dict[str, float]:
     """scib-metrics on an embedding: batch (iLISI, graph connectivity, silhouette batch) and bio (cLISI,
     silhouette label, NMI/ARI of k-means clusters vs labels) scores, all scaled to [0, 1].
 
     ``batch``/``labels`` ``None`` (or a single category) give NaN for the metrics that need them; graph
-    connectivity and silhouette batch need labels too (they are computed within each label).
+    connectivity and silhouette batch need labels too (they are computed within each label). The two
+    silhouettes (~N^2) are computed on :func:`silhouette_subsample` of at most ``silhouette_max_cells``
+    cells (``None``: every cell; seeded by ``seed``); the kNN metrics and NMI/ARI use every cell.
     """
     import scib_metrics
     from scib_metrics.nearest_neighbors import NeighborsResults
@@ -67,13 +134,16 @@ def integration_metrics_core(
         out["ilisi"] = float(scib_metrics.ilisi_knn(neigh, batch))
     if has_labels:
         out["clisi"] = float(scib_metrics.clisi_knn(neigh, labels))
-        out["silhouette_label"] = float(scib_metrics.silhouette_label(x, labels))
         out["graph_connectivity"] = float(scib_metrics.graph_connectivity(neigh, labels))
         nmi_ari = scib_metrics.nmi_ari_cluster_labels_kmeans(x, labels)
         out["nmi"] = float(nmi_ari["nmi"])
         out["ari"] = float(nmi_ari["ari"])
-    if has_batch and has_labels:
-        out["silhouette_batch"] = float(scib_metrics.silhouette_batch(x, labels, batch))
+        sub = silhouette_subsample(
+            labels, batch if has_batch else None, max_cells=silhouette_max_cells, seed=seed
+        )
+        out["silhouette_label"] = float(scib_metrics.silhouette_label(x[sub], labels[sub]))
+        if has_batch:
+            out["silhouette_batch"] = float(scib_metrics.silhouette_batch(x[sub], labels[sub], batch[sub]))
     return out
 
 
@@ -87,6 +157,7 @@ def integration_metrics(
     reference_condition: str = "in_vivo",
     bars: Mapping[str, float] | None = None,
     n_neighbors: int = 90,
+    silhouette_max_cells: int | None = DEFAULT_SILHOUETTE_MAX_CELLS,
     seed: int = 0,
     key_added: str = "integration_metrics",
     copy: bool = False,
@@ -111,8 +182,12 @@ def integration_metrics(
         Minimum acceptable value per metric (see :data:`DEFAULT_METRIC_BARS`, which fills missing keys).
     n_neighbors
         Neighbours of the kNN graph used by iLISI, cLISI and graph connectivity (scib uses 90).
+    silhouette_max_cells
+        Most cells of the two silhouettes (label- and batch-stratified subsample, see
+        :func:`silhouette_subsample`; ``None``: every cell). Default: the schema's
+        ``integrate.silhouette_max_cells``.
     seed
-        Seed (k-means for NMI/ARI is seeded by scib-metrics itself).
+        Seed of the silhouette subsample (k-means for NMI/ARI is seeded by scib-metrics itself).
     key_added
         ``uns`` key of the result.
     copy
@@ -122,7 +197,8 @@ def integration_metrics(
     -------
     ``None``, or the modified copy when ``copy=True``. Sets ``uns[key_added]`` with ``metrics``
     (``{name: value}``), ``bars``, ``warnings`` (one sentence per metric below its bar, for the report)
-    and ``params``. :func:`metrics_table` turns it into a table.
+    and ``params`` (with ``n_cells`` measured and ``n_silhouette_cells``, the silhouettes' share of them).
+    :func:`metrics_table` turns it into a table.
     """
     if embed not in adata.obsm:
         raise input_error(f"obsm[{embed!r}] is missing.", fix="run hscseq.integrate.integrate first.")
@@ -136,6 +212,7 @@ def integration_metrics(
     labels = _labels(adata, labels_key).to_numpy()
     use = ref & (labels != _UNLABELLED) if (labels[ref] != _UNLABELLED).any() else ref
     notes = []
+    n_sil = 0
     if not use.any():
         notes.append(f"no {reference_condition} cells: integration metrics not computed")
         values = dict.fromkeys(_METRIC_TYPES, np.nan)
@@ -147,8 +224,20 @@ def integration_metrics(
         if len(np.unique(batch)) < 2:
             notes.append(f"one {reference_condition} batch only: batch-mixing metrics not computed")
         values = integration_metrics_core(
-            adata.obsm[embed][use], batch, lab, n_neighbors=n_neighbors, seed=seed
+            adata.obsm[embed][use],
+            batch,
+            lab,
+            n_neighbors=n_neighbors,
+            silhouette_max_cells=silhouette_max_cells,
+            seed=seed,
         )
+        if lab is not None:
+            sil_batch = batch if len(np.unique(batch)) > 1 else None
+            n_sil = len(silhouette_subsample(lab, sil_batch, max_cells=silhouette_max_cells, seed=seed))
+            if n_sil < len(lab):
+                notes.append(
+                    f"silhouettes estimated on a stratified subsample of {n_sil} of {len(lab)} cells"
+                )
     warnings = []
     for name, value in values.items():
         if np.isfinite(value) and value < bars_full[name]:
@@ -169,6 +258,8 @@ def integration_metrics(
             "reference_condition": reference_condition,
             "n_cells": int(use.sum()),
             "n_neighbors": int(n_neighbors),
+            "silhouette_max_cells": None if silhouette_max_cells is None else int(silhouette_max_cells),
+            "n_silhouette_cells": int(n_sil),
             "seed": int(seed),
         },
     }

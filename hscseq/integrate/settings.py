@@ -27,4 +27,5 @@ class IntegrateSettings(StageSettings):
     max_steps: int | None = schema_field(STAGE, "max_steps")
     early_stopping: bool = schema_field(STAGE, "early_stopping")
     seed: int = schema_field(STAGE, "seed")
+    silhouette_max_cells: int | None = schema_field(STAGE, "silhouette_max_cells")
     metric_bars: Mapping[str, float] = schema_field(STAGE, "metric_bars")

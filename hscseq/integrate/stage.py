@@ -29,7 +29,7 @@ def run_integrate(
 
     ``settings`` is an :class:`IntegrateSettings` or the ``integrate`` config section (validated against the
     schema: method, n_top_genes, exclude_genes, exclude_cell_cycle_genes, n_latent, gene_likelihood, n_pcs,
-    max_epochs, max_steps, early_stopping, seed, metric_bars).
+    max_epochs, max_steps, early_stopping, seed, silhouette_max_cells, metric_bars).
     """
     s = IntegrateSettings.coerce(settings)
     adata = ad.read_h5ad(merged)
@@ -69,6 +69,8 @@ def run_integrate(
             threads=threads,
             model_dir=tmp,
         )
-    integration_metrics(adata, bars=s.metric_bars, seed=int(s.seed))
+    integration_metrics(
+        adata, bars=s.metric_bars, silhouette_max_cells=s.silhouette_max_cells, seed=int(s.seed)
+    )
     write_table(metrics_table(adata), metrics, index=False)
     write_h5ad(adata, integrated)

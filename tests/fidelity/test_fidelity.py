@@ -5,6 +5,8 @@ the integrate stage picks them); the sweep module (``python -m hscseq.sweeps fid
 seeds and larger samples.
 """
 
+import importlib
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -509,3 +511,20 @@ def test_profile_reference_stage_writes_tables_and_figure(tmp_path):
     assert card["n_cells"].iloc[0] == human.n_obs
     # the figure used to crash here (a profile reference has no in vivo composition)
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_control_references_share_the_counts_and_leave_the_reference_alone(small_input):
+    """The controls' full and null references annotate the reference cells without copying their count
+    matrices (at 250k cells each copy is several GB); what they write stays theirs."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")  # the module (the package exports a function)
+    work = small_input.copy()
+    settings = fid.FidelitySettings.from_config({"n_bootstrap": 10})
+    st = ctl._setup(
+        work, settings, reference_key="reference_label", use_rep="X_integrated", distance_rep=None,
+        layer="counts", seed=0,
+    )  # fmt: skip
+    assert np.shares_memory(st.null_ref.X.data, st.ref.X.data)
+    assert np.shares_memory(st.null_ref.layers["counts"].data, st.ref.layers["counts"].data)
+    assert "_ref" in st.null_ref.obs and "_ref" not in st.ref.obs
+    assert st.full_null["params"]["null_quantile"] == settings.null_quantile  # the full reference's null
+    assert "fidelity" not in st.ref.uns

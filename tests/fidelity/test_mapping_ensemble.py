@@ -154,3 +154,69 @@ def test_accuracy_card_says_which_types_resolve(close_subtypes):
     ens_calibration = table[table["source"].str.startswith("ensemble")]
     assert ens_calibration["share"].sum() == pytest.approx(1.0)
     assert (table["ece"] >= 0).all()
+
+
+def _sparse_counts(n_cells: int, n_genes: int, *, density: float, seed: int = 0):
+    """Log-normalised-like sparse cells x genes (float32 CSR) and 3 sibling types differing in a few genes."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 3, size=n_cells)
+    nnz = int(n_cells * n_genes * density)
+    rows, cols = rng.integers(0, n_cells, nnz), rng.integers(0, n_genes, nnz)
+    values = np.log1p(rng.poisson(2.0, size=nnz) + 1).astype(np.float32)
+    x = sp.csr_matrix((values, (rows, cols)), shape=(n_cells, n_genes))
+    x.data = np.minimum(x.data, 3.0)  # a duplicate drawn twice is summed; keep values in range
+    markers = np.array([[3, 70], [11, 200], [42, 399]])[codes]  # each type's own two genes
+    rows = np.repeat(np.arange(n_cells), 2)
+    marked = sp.csr_matrix((np.full(2 * n_cells, 3.0, np.float32), (rows, markers.ravel())), x.shape)
+    return sp.csr_matrix(x.maximum(marked)), codes
+
+
+def test_sibling_marker_genes_are_the_dense_definition_without_densifying():
+    """The sibling classifiers' marker genes (standardised mean difference, child vs siblings) are the
+    dense formula's, and are found without densifying the siblings' cells x all genes: peak traced memory
+    stays below a quarter of the dense float32 matrix (the dense computation needs several times it)."""
+    import tracemalloc
+
+    x, codes = _sparse_counts(400, 400, density=0.05)
+    dense = x.toarray().astype(np.float64)
+    score = np.zeros(dense.shape[1])
+    for k in range(3):
+        a, b = dense[codes == k], dense[codes != k]
+        sd = np.sqrt(0.5 * (a.var(axis=0) + b.var(axis=0))) + 0.1
+        score = np.maximum(score, np.abs(a.mean(axis=0) - b.mean(axis=0)) / sd)
+    expected = np.argsort(score)[::-1][:6]
+    got = ens.sibling_marker_genes(x, codes, [0, 1, 2], n_genes=6)
+    assert set(got) == set(expected) == {3, 70, 11, 200, 42, 399}
+    assert list(got) == list(expected)
+
+    big, big_codes = _sparse_counts(20_000, 5_000, density=0.01, seed=1)
+    tracemalloc.start()
+    genes = ens.sibling_marker_genes(big, big_codes, [0, 1, 2], n_genes=6)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert set(genes) == {3, 70, 11, 200, 42, 399}
+    assert peak < 0.25 * big.shape[0] * big.shape[1] * 4, peak / 1e6
+
+
+def test_standardise_builds_one_float32_copy_in_place():
+    """The logistic members' standardisation gives the float64 formula's values (to float32 precision;
+    gene statistics accumulated in float64) with a peak of about one float32 copy of the matrix (no
+    float64 temporaries of the whole reference)."""
+    import tracemalloc
+
+    x, _ = _sparse_counts(20_000, 1_000, density=0.1, seed=2)
+    test = x[:50]
+    dense = x.toarray().astype(np.float64)
+    mean, std = dense.mean(axis=0), dense.std(axis=0)
+    expected = np.clip((dense - mean) / np.where(std > 0, std, 1.0), -10, 10)
+    del dense
+    tracemalloc.start()
+    xtr, xte = ens._standardise(x, test)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert xtr.dtype == np.float32
+    np.testing.assert_allclose(xtr, expected, atol=1e-5)
+    np.testing.assert_allclose(xte, expected[:50], atol=1e-5)
+    assert peak < 1.3 * (xtr.nbytes + xte.nbytes), peak / (xtr.nbytes + xte.nbytes)
