@@ -67,7 +67,8 @@ def integrate(
         scVI epochs; ``None`` uses scvi-tools' rule (:func:`default_max_epochs`). For scANVI the
         fine-tuning epochs follow scvi-tools' rule from the scVI epochs actually trained.
     max_steps
-        With ``max_epochs=None``: cap scvi-tools' rule at this many optimiser steps (``None``: no cap).
+        With ``max_epochs=None``: cap scvi-tools' rule at the epochs that reach this many optimiser
+        steps (``None``: no cap).
     early_stopping
         Stop scVI when the validation ELBO stops improving.
     layer
@@ -241,7 +242,9 @@ def _epoch_rule(max_epochs: int | None, max_steps: int | None) -> str:
     if max_epochs is not None:
         return "config max_epochs"
     rule = "min(400, round(20000 / n_cells * 400))"
-    return rule if max_steps is None else f"{rule}, at most {int(max_steps)} optimiser steps"
+    if max_steps is None:
+        return rule
+    return f"{rule}, capped at the epochs that reach {int(max_steps)} optimiser steps"
 
 
 def _pca_latent(

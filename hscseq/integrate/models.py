@@ -16,8 +16,9 @@ logger = logging.getLogger(__name__)
 def default_max_epochs(
     n_cells: int, *, max_steps: int | None = None, batch_size: int = _scvi.DEFAULT_BATCH_SIZE
 ) -> int:
-    """scvi-tools' epoch rule for scVI, ``min(400, round(20000 / n_cells * 400))``, optionally capped so that
-    training takes at most ``max_steps`` optimiser steps of ``batch_size`` cells (90% of cells train).
+    """scvi-tools' epoch rule for scVI, ``min(400, round(20000 / n_cells * 400))``, optionally capped at the
+    fewest epochs that reach ``max_steps`` optimiser steps of ``batch_size`` cells (90% of cells train; the
+    last epoch may overshoot the budget by less than one epoch's steps).
 
     scvi-tools' rule keeps cells x epochs near 8 million above 20,000 cells, so the number of optimiser
     steps (and the time) grows with the data; a step budget keeps it constant instead.
