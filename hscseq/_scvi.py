@@ -46,6 +46,27 @@ def batch_size(n_obs: int, *, base: int = DEFAULT_BATCH_SIZE, train_size: float 
     return size
 
 
+def epochs_for_steps(
+    n_obs: int,
+    max_epochs: int,
+    *,
+    max_steps: int | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    train_size: float = 0.9,
+) -> int:
+    """``max_epochs`` capped at the fewest epochs that reach ``max_steps`` optimiser steps.
+
+    An epoch over ``n_obs`` cells takes ``ceil(train_size * n_obs / batch_size)`` steps, so a fixed number
+    of epochs costs time in proportion to the cells; a step budget keeps the cost of a training constant
+    as the data grow (the last epoch may overshoot the budget by less than one epoch's steps).
+    ``max_steps=None`` returns ``max_epochs`` unchanged.
+    """
+    if max_steps is None:
+        return int(max_epochs)
+    steps_per_epoch = max(1, int(np.ceil(train_size * max(n_obs, 1) / batch_size)))
+    return int(min(max_epochs, max(1, int(np.ceil(max_steps / steps_per_epoch)))))
+
+
 def train(
     model: Any,
     *,

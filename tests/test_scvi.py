@@ -92,3 +92,24 @@ def test_solo_classifier_trains_through_the_helper(counts):
     record = _scvi.train(solo, max_epochs=2, seed=0, threads=1, early_stopping=True, accelerator="cpu")
     assert record["device"].startswith("cpu") and record["epochs_trained"] >= 1
     assert torch.get_num_threads() == before
+
+
+def test_a_step_budget_caps_epochs_so_that_the_steps_stay_constant_as_cells_grow():
+    assert _scvi.epochs_for_steps(50_000, 100, max_steps=None) == 100
+    for n in (1_000, 5_000, 20_000, 100_000, 300_000):
+        epochs = _scvi.epochs_for_steps(n, 400, max_steps=4_000, batch_size=128)
+        steps_per_epoch = int(np.ceil(0.9 * n / 128))
+        assert epochs <= 400
+        # the fewest epochs that reach the budget, unless max_epochs stops first
+        assert epochs == 400 or (epochs * steps_per_epoch >= 4_000 > (epochs - 1) * steps_per_epoch)
+    assert _scvi.epochs_for_steps(300_000, 400, max_steps=4_000) == 2
+
+
+def test_solo_capped_by_a_step_budget_trains_fewer_epochs(counts):
+    from hscseq.qc.solo import _run_solo
+
+    proba, _, meta = _run_solo(counts, max_epochs=50, max_steps=100, seed=0, threads=1)
+    n_train = int(np.ceil(0.9 * counts.n_obs))
+    assert meta["epochs"]["scvi"] == int(np.ceil(100 / np.ceil(n_train / _scvi.batch_size(counts.n_obs))))
+    assert meta["epochs"]["scvi"] < 50 and meta["epochs"]["classifier"] < meta["epochs"]["scvi"]
+    assert meta["max_steps"] == 100 and np.isfinite(proba).all()

@@ -93,6 +93,7 @@ def test_qc_settings_take_every_default_from_the_schema():
         detect_doublets: {
             "rule": "doublet_rule",
             "solo_max_epochs": "solo_max_epochs",
+            "solo_max_steps": "solo_max_steps",
             "random_state": "seed",
         },
         score_cell_cycle: {"min_genes": "min_cell_cycle_genes", "phase_rule": "cell_cycle_phase_rule"},

@@ -24,10 +24,7 @@ def default_max_epochs(
     steps (and the time) grows with the data; a step budget keeps it constant instead.
     """
     epochs = int(min(400, round(20000 / max(n_cells, 1) * 400)))
-    if max_steps is not None:
-        steps_per_epoch = max(1, int(np.ceil(0.9 * max(n_cells, 1) / batch_size)))
-        epochs = min(epochs, max(1, int(np.ceil(max_steps / steps_per_epoch))))
-    return epochs
+    return _scvi.epochs_for_steps(n_cells, epochs, max_steps=max_steps, batch_size=batch_size)
 
 
 def train_scvi(

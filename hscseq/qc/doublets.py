@@ -32,6 +32,7 @@ def detect_doublets(
     expected_rate: float | None = _D.expected_doublet_rate,
     rate_per_1000_cells: float = _D.doublet_rate_per_1000_cells,
     solo_max_epochs: int = _D.solo_max_epochs,
+    solo_max_steps: int | None = _D.solo_max_steps,
     scrublet_n_prin_comps: int = _D.scrublet_n_prin_comps,
     scrublet_log_transform: bool = _D.scrublet_log_transform,
     scrublet_sim_doublet_ratio: float = _D.scrublet_sim_doublet_ratio,
@@ -83,6 +84,9 @@ def detect_doublets(
         Multiplet rate per 1,000 cells recovered (used when ``expected_rate`` is ``None``).
     solo_max_epochs
         Epochs of the scVI model and of the SOLO classifier.
+    solo_max_steps
+        Cap each of the two SOLO trainings at the fewest epochs that reach this many optimiser steps
+        (:func:`hscseq._scvi.epochs_for_steps`); ``None``: ``solo_max_epochs`` at any sample size.
     scrublet_n_prin_comps
         Principal components of Scrublet's kNN graph (capped by the sample size).
     scrublet_log_transform
@@ -115,6 +119,7 @@ def detect_doublets(
         "expected_rate": float(rate),
         "rate_per_1000_cells": float(rate_per_1000_cells),
         "solo_max_epochs": int(solo_max_epochs),
+        "solo_max_steps": None if solo_max_steps is None else int(solo_max_steps),
         "scrublet_n_prin_comps": int(scrublet_n_prin_comps),
         "scrublet_log_transform": bool(scrublet_log_transform),
         "scrublet_sim_doublet_ratio": float(scrublet_sim_doublet_ratio),
@@ -132,6 +137,7 @@ def detect_doublets(
         seed=random_state,
         threads=threads,
         solo_max_epochs=solo_max_epochs,
+        solo_max_steps=solo_max_steps,
         scrublet_kw=scrublet_kw,
     )
     score, combined = combined_doublet_call(
@@ -164,6 +170,7 @@ def _run_methods(
     seed: int,
     threads: int,
     solo_max_epochs: int,
+    solo_max_steps: int | None,
     scrublet_kw: Mapping[str, Any],
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict]]:
     """Run each method (in order); write ``<method>_score`` / ``<method>_doublet`` to ``obs``.
@@ -177,7 +184,13 @@ def _run_methods(
         if method == "scrublet":
             result = _run_scrublet(adata, rate=rate, seed=seed, **scrublet_kw)
         else:
-            result = _run_solo(adata, max_epochs=solo_max_epochs, seed=seed, threads=max(1, int(threads)))
+            result = _run_solo(
+                adata,
+                max_epochs=solo_max_epochs,
+                max_steps=solo_max_steps,
+                seed=seed,
+                threads=max(1, int(threads)),
+            )
         scores[method], calls[method], info[method] = _method_record(method, *result)
         adata.obs[f"{method}_score"] = scores[method]
         adata.obs[f"{method}_doublet"] = calls[method]

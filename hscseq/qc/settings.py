@@ -42,6 +42,7 @@ class QCSettings(StageSettings):
     expected_doublet_rate: float | None = schema_field(STAGE, "expected_doublet_rate")
     doublet_rate_per_1000_cells: float = schema_field(STAGE, "doublet_rate_per_1000_cells")
     solo_max_epochs: int = schema_field(STAGE, "solo_max_epochs")
+    solo_max_steps: int | None = schema_field(STAGE, "solo_max_steps")
     scrublet_n_prin_comps: int = schema_field(STAGE, "scrublet_n_prin_comps")
     scrublet_log_transform: bool = schema_field(STAGE, "scrublet_log_transform")
     scrublet_sim_doublet_ratio: float = schema_field(STAGE, "scrublet_sim_doublet_ratio")

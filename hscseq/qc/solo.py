@@ -13,12 +13,18 @@ SOLO_DOUBLET_RATIO = 2
 
 
 def _run_solo(
-    adata: ad.AnnData, *, max_epochs: int, seed: int, threads: int | None = None
+    adata: ad.AnnData,
+    *,
+    max_epochs: int,
+    seed: int,
+    threads: int | None = None,
+    max_steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """SOLO (scvi-tools) on raw counts: an scVI model, then the SOLO classifier on its latent space.
 
-    Both train through :func:`hscseq._scvi.train` (seed, torch threads, a GPU when present); the classifier
-    keeps SOLO's own early stopping.
+    Both train through :func:`hscseq._scvi.train` (seed, torch threads, a GPU when present), each for
+    ``max_epochs`` capped at ``max_steps`` optimiser steps (:func:`hscseq._scvi.epochs_for_steps`; the
+    classifier sees the cells plus their simulated doublets); the classifier keeps SOLO's own early stopping.
     """
     import scanpy as sc
     import scvi
@@ -38,9 +44,16 @@ def _run_solo(
         tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
     scvi.model.SCVI.setup_anndata(tmp)
     vae = scvi.model.SCVI(tmp, n_latent=10)
-    trained = _scvi.train(vae, max_epochs=max_epochs, seed=seed, threads=threads)
+    vae_epochs = _scvi.epochs_for_steps(
+        tmp.n_obs, max_epochs, max_steps=max_steps, batch_size=_scvi.batch_size(tmp.n_obs)
+    )
+    trained = _scvi.train(vae, max_epochs=vae_epochs, seed=seed, threads=threads)
     solo = scvi.external.SOLO.from_scvi_model(vae, doublet_ratio=SOLO_DOUBLET_RATIO)
-    _scvi.train(solo, max_epochs=max_epochs, seed=seed, threads=threads, early_stopping=True)
+    n_solo = int(solo.adata.n_obs)
+    solo_epochs = _scvi.epochs_for_steps(
+        n_solo, max_epochs, max_steps=max_steps, batch_size=_scvi.batch_size(n_solo)
+    )
+    _scvi.train(solo, max_epochs=solo_epochs, seed=seed, threads=threads, early_stopping=True)
     import warnings
 
     with warnings.catch_warnings():
@@ -59,6 +72,8 @@ def _run_solo(
             "threshold": 0.5,
             "threshold_rule": "SOLO doublet probability > 0.5 after removing its 2:1 training prior",
             "max_epochs": int(max_epochs),
+            "max_steps": None if max_steps is None else int(max_steps),
+            "epochs": {"scvi": int(vae_epochs), "classifier": int(solo_epochs)},
             "n_genes": int(tmp.n_vars),
             "device": trained["device"],
         },

@@ -199,6 +199,7 @@ def _call_doublets(
             rule=opts.doublet_rule,
             expected_rate=rate,
             solo_max_epochs=int(opts.solo_max_epochs),
+            solo_max_steps=opts.solo_max_steps,
             scrublet_n_prin_comps=int(opts.scrublet_n_prin_comps),
             scrublet_log_transform=bool(opts.scrublet_log_transform),
             scrublet_sim_doublet_ratio=float(opts.scrublet_sim_doublet_ratio),

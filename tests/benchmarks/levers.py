@@ -38,9 +38,21 @@ def _auc(score: np.ndarray, truth: np.ndarray) -> float:
     return float(roc_auc_score(truth, score))
 
 
-def doublets(seeds: list[int], n_cells: int, n_genes: int, solo_epochs: int) -> pd.DataFrame:
+def doublets(
+    seeds: list[int], n_cells: int, n_genes: int, solo_epochs: int, solo_steps: list[int]
+) -> pd.DataFrame:
+    """Doublet steps on one simulated sample per seed; ``solo_steps`` adds Scrublet + SOLO with each SOLO
+    training capped at that many optimiser steps (``qc.solo_max_steps``)."""
     variants = {
         "scrublet+solo rank (default)": {"methods": ("scrublet", "solo"), "rule": "rank"},
+        **{
+            f"scrublet+solo rank, SOLO {n} steps": {
+                "methods": ("scrublet", "solo"),
+                "rule": "rank",
+                "solo_max_steps": n,
+            }
+            for n in solo_steps
+        },
         "scrublet rank-count": {"methods": ("scrublet",), "rule": "rank"},
         "scrublet threshold": {"methods": ("scrublet",), "rule": "scrublet"},
     }
@@ -57,12 +69,14 @@ def doublets(seeds: list[int], n_cells: int, n_genes: int, solo_epochs: int) -> 
             secs = time.perf_counter() - start
             called = res.obs["predicted_doublet"].to_numpy(bool)
             tp = int((called & truth).sum())
+            solo = res.uns["doublets"]["methods"].get("solo", {})
             rows.append(
                 {
                     "seed": seed,
                     "cells": adata.n_obs,
                     "planted": int(truth.sum()),
                     "variant": name,
+                    "solo_epochs": str(solo.get("epochs", "-")),
                     "called": int(called.sum()),
                     "precision": tp / max(1, called.sum()),
                     "recall": tp / max(1, truth.sum()),
@@ -176,6 +190,7 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=3000)
     p.add_argument("--genes", type=int, default=5000)
     p.add_argument("--solo-epochs", type=int, default=100)
+    p.add_argument("--solo-steps", type=int, nargs="*", default=[], help="SOLO step budgets to compare")
     p.add_argument(
         "--configs",
         nargs="+",
@@ -187,7 +202,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     OUT.mkdir(exist_ok=True)
     if a.what == "doublets":
-        df = doublets(a.seeds, a.cells, a.genes, a.solo_epochs)
+        df = doublets(a.seeds, a.cells, a.genes, a.solo_epochs, a.solo_steps)
         summary = df.groupby("variant")[["precision", "recall", "auc", "seconds"]].mean()
     elif a.what == "scrublet":
         df = scrublet_knn(a.seeds, a.cells, a.genes)
