@@ -31,7 +31,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from hscseq import datasets  # noqa: E402
+from hscseq import benchmarks, datasets  # noqa: E402
 from hscseq.integrate import integration_metrics_core  # noqa: E402
 
 BATCH = ("ilisi", "graph_connectivity", "silhouette_batch")
@@ -91,19 +91,10 @@ def write_data(n_cells: int, n_samples: int, n_genes: int, batch_effect: float, 
 
 
 def rule_benchmarks(run_dir: Path) -> pd.DataFrame:
-    """One row per job from Snakemake's benchmark files: rule, seconds, max RSS (MB), start, end."""
-    rows = []
-    for f in sorted((run_dir / "benchmarks").rglob("*.tsv")):
-        t = pd.read_csv(f, sep="\t")
-        end = f.stat().st_mtime
-        rss = pd.to_numeric(t["max_rss"], errors="coerce").fillna(0).iloc[0]
-        s = float(t["s"].iloc[0])
-        rows.append(
-            {"job": str(f.relative_to(run_dir / "benchmarks")), "s": s, "max_rss_mb": rss, "start": end - s}
-        )
-    df = pd.DataFrame(rows, columns=["job", "s", "max_rss_mb", "start"])
-    df.insert(0, "rule", df["job"].str.split("/").str[0].str.removesuffix(".tsv"))
-    df["end"] = df["start"] + df["s"]
+    """:func:`hscseq.benchmarks.rule_benchmarks` plus each job's start and end (end = the file's time)."""
+    df = benchmarks.rule_benchmarks(run_dir)
+    df["end"] = [(run_dir / "benchmarks" / job).stat().st_mtime for job in df["job"]]
+    df["start"] = df["end"] - df["s"]
     return df
 
 
