@@ -29,3 +29,7 @@ class IntegrateSettings(StageSettings):
     seed: int = schema_field(STAGE, "seed")
     silhouette_max_cells: int | None = schema_field(STAGE, "silhouette_max_cells")
     metric_bars: Mapping[str, float] = schema_field(STAGE, "metric_bars")
+
+
+#: The default settings (the schema's ``integrate`` defaults); :func:`integrate`'s keyword defaults.
+DEFAULT_SETTINGS = IntegrateSettings()
