@@ -11,7 +11,10 @@ workflow entries; :mod:`hscseq.datasets` is the seeded simulator. Submodules loa
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
+from hscseq._threads import prefer_workqueue
 from hscseq._utils import HscseqInputError
+
+prefer_workqueue()
 
 try:
     __version__ = version("hscseq")

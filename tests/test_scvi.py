@@ -5,6 +5,10 @@ Real scVI training on a small simulated sample (few epochs).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -113,3 +117,24 @@ def test_solo_capped_by_a_step_budget_trains_fewer_epochs(counts):
     assert meta["epochs"]["scvi"] == int(np.ceil(100 / np.ceil(n_train / _scvi.batch_size(counts.n_obs))))
     assert meta["epochs"]["scvi"] < 50 and meta["epochs"]["classifier"] < meta["epochs"]["scvi"]
     assert meta["max_steps"] == 100 and np.isfinite(proba).all()
+
+
+def test_numba_uses_the_workqueue_layer_so_that_its_threads_leave_torch_alone():
+    # in a fresh process, as a user's notebook: scanpy first, then hscseq, then a numba-parallel scanpy step
+    code = (
+        "import scanpy as sc, numpy as np, scipy.sparse as sp, anndata as ad, hscseq, numba\n"
+        "a = ad.AnnData(sp.random(500, 300, density=0.1, format='csr', dtype=np.float32, random_state=0))\n"
+        "sc.pp.normalize_total(a)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "workqueue"
+
+
+def test_a_threading_layer_the_user_chose_is_kept(monkeypatch):
+    from hscseq._threads import prefer_workqueue
+
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "omp")
+    prefer_workqueue()
+    assert os.environ["NUMBA_THREADING_LAYER"] == "omp"
