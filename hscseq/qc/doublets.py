@@ -113,22 +113,23 @@ def detect_doublets(
         if expected_rate is not None
         else expected_doublet_rate(adata.n_obs, rate_per_1000_cells=rate_per_1000_cells)
     )
+    solo_kw = {
+        "max_epochs": int(solo_max_epochs),
+        "max_steps": None if solo_max_steps is None else int(solo_max_steps),
+    }
+    scrublet_kw = {
+        "n_prin_comps": int(scrublet_n_prin_comps),
+        "log_transform": bool(scrublet_log_transform),
+        "sim_doublet_ratio": float(scrublet_sim_doublet_ratio),
+    }
     params = {
         "methods": list(dict.fromkeys(methods)),
         "rule": rule,
         "expected_rate": float(rate),
         "rate_per_1000_cells": float(rate_per_1000_cells),
-        "solo_max_epochs": int(solo_max_epochs),
-        "solo_max_steps": None if solo_max_steps is None else int(solo_max_steps),
-        "scrublet_n_prin_comps": int(scrublet_n_prin_comps),
-        "scrublet_log_transform": bool(scrublet_log_transform),
-        "scrublet_sim_doublet_ratio": float(scrublet_sim_doublet_ratio),
+        **{f"solo_{k}": v for k, v in solo_kw.items()},
+        **{f"scrublet_{k}": v for k, v in scrublet_kw.items()},
         "random_state": int(random_state),
-    }
-    scrublet_kw = {
-        "n_prin_comps": scrublet_n_prin_comps,
-        "log_transform": scrublet_log_transform,
-        "sim_doublet_ratio": scrublet_sim_doublet_ratio,
     }
     scores, calls, info = _run_methods(
         adata,
@@ -136,10 +137,25 @@ def detect_doublets(
         rate=rate,
         seed=random_state,
         threads=threads,
-        solo_max_epochs=solo_max_epochs,
-        solo_max_steps=solo_max_steps,
+        solo_kw=solo_kw,
         scrublet_kw=scrublet_kw,
     )
+    combined = _write_combined(adata, scores, calls, info, rule=rule, rate=rate)
+    adata.uns[key_added] = _doublet_record(info, calls, combined, rate=rate, params=params)
+    return adata if copy else None
+
+
+def _write_combined(
+    adata: ad.AnnData,
+    scores: Mapping[str, np.ndarray],
+    calls: Mapping[str, np.ndarray],
+    info: Mapping[str, dict],
+    *,
+    rule: str,
+    rate: float,
+) -> np.ndarray:
+    """Combine the methods by ``rule``; write ``doublet_score`` (and ``doublet_rank_score`` for ``"rank"``)
+    and ``predicted_doublet`` to ``obs``; return the combined calls."""
     score, combined = combined_doublet_call(
         scores, calls, rule=rule, expected_rate=rate, scrublet_info=info.get("scrublet")
     )
@@ -147,8 +163,7 @@ def detect_doublets(
         adata.obs["doublet_rank_score"] = score
     adata.obs["doublet_score"] = score
     adata.obs["predicted_doublet"] = combined
-    adata.uns[key_added] = _doublet_record(info, calls, combined, rate=rate, params=params)
-    return adata if copy else None
+    return combined
 
 
 def _check_methods(methods: Sequence[str], rule: str) -> None:
@@ -169,8 +184,7 @@ def _run_methods(
     rate: float,
     seed: int,
     threads: int,
-    solo_max_epochs: int,
-    solo_max_steps: int | None,
+    solo_kw: Mapping[str, Any],
     scrublet_kw: Mapping[str, Any],
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict]]:
     """Run each method (in order); write ``<method>_score`` / ``<method>_doublet`` to ``obs``.
@@ -184,13 +198,7 @@ def _run_methods(
         if method == "scrublet":
             result = _run_scrublet(adata, rate=rate, seed=seed, **scrublet_kw)
         else:
-            result = _run_solo(
-                adata,
-                max_epochs=solo_max_epochs,
-                max_steps=solo_max_steps,
-                seed=seed,
-                threads=max(1, int(threads)),
-            )
+            result = _run_solo(adata, seed=seed, threads=max(1, int(threads)), **solo_kw)
         scores[method], calls[method], info[method] = _method_record(method, *result)
         adata.obs[f"{method}_score"] = scores[method]
         adata.obs[f"{method}_doublet"] = calls[method]
