@@ -6,8 +6,9 @@ within the sample), and is calibrated against the in vivo reference itself:
 
 ``identity`` (I)
     Share of the sample's cells confidently mapped to a reference cell type (not ``novel``, label probability
-    of at least ``min_confidence``), divided by the same share among held-out (cross-validated) reference
-    cells and capped at 1: ``I = 1`` means "as confidently mapped as a real donor's cells".
+    of at least ``min_confidence``, or a sure parent: ``"<parent> (uncertain)"``), divided by the same share
+    among held-out (cross-validated) reference cells and capped at 1: ``I = 1`` means "as confidently mapped
+    as a real donor's cells".
 ``similarity`` (S)
     Per matched type ``t``: ``S_t = min(1, d_null / d_query)`` with ``d = 1 - Pearson r`` of log-CPM
     pseudobulks over informative genes. ``d_query`` compares the sample's type-``t`` pseudobulk with each in
@@ -21,9 +22,11 @@ within the sample), and is calibrated against the in vivo reference itself:
     mapped to the HSC type (0 when no cell maps to HSC).
 ``composition`` (C)
     ``1 - JSD`` (Jensen-Shannon divergence, base 2) between the sample's type composition and the in vivo
-    composition. The composition counts every non-novel cell for its predicted type (confident or not);
-    novel cells are their own category in the composition table and are left out of the JSD (they already
-    lower ``identity``). Per-type log2 fold changes with CIs are in the composition table.
+    composition. The composition counts every non-novel cell (confident or not) at the level it is sure of:
+    for its predicted type, or, labelled ``"<parent> (uncertain)"``, for its parent, spread over the parent's
+    types by probability (:func:`hscseq.fidelity.hierarchy.composition_weights`); novel cells are their own
+    category in the composition table and are left out of the JSD (they already lower ``identity``). Per-type
+    log2 fold changes with CIs are in the composition table.
 ``novel_share``
     Share of cells flagged ``novel`` (reported, not part of the index: it is already inside ``identity``).
 

@@ -310,20 +310,18 @@ def simulator_task(
 
 
 def _hscseq_composition(adata: ad.AnnData, q: np.ndarray) -> pd.Series:
-    """Query composition at the sure level: coarse cells spread over their parent's types by probability."""
+    """Query composition at the sure level, by the scorecard's rule (:func:`hier.composition_weights`)."""
     classes = list(adata.uns["mapping"]["labels"])
-    hierarchy = adata.uns["mapping"]["hierarchy"]
-    probs = adata.obsm["mapping_probabilities"][q]
     lab = adata.obs["mapped_label"].astype(str).to_numpy()[q]
-    coarse = adata.obs["mapped_coarse"].to_numpy()[q]
-    counts = pd.Series(lab[~coarse]).value_counts().astype(float)
-    parents = np.array([hierarchy.get(c, c) for c in classes], dtype=object)
-    for i in np.flatnonzero(coarse):
-        par = lab[i][: -len(hier.UNCERTAIN)]
-        w = np.where(parents == par, probs[i], 0.0)
-        w = w / w.sum()
-        for j in np.flatnonzero(w):
-            counts[classes[j]] = counts.get(classes[j], 0.0) + w[j]
+    w = hier.composition_weights(
+        adata.obsm["mapping_probabilities"][q],
+        classes,
+        adata.uns["mapping"]["hierarchy"],
+        adata.obs["mapped_coarse"].to_numpy(dtype=bool)[q],
+    )
+    counts = pd.Series(w[lab != NOVEL].sum(axis=0), index=classes)
+    counts[NOVEL] = float((lab == NOVEL).sum())  # novel: its own category
+    counts = counts[counts > 0]
     return counts / counts.sum()
 
 

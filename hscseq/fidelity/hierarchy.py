@@ -5,7 +5,8 @@ A hierarchy is a ``dict`` child -> parent; a label that is nobody's child is a r
 - :func:`roll_up` maps labels up the tree (e.g. the 43 HematoMap types to lineages, fine mapped types to
   their parents for a lineage-level composition);
 - :func:`resolve_labels` gives a cell whose fine label is uncertain, but whose parent is sure, the label
-  ``"<parent> (uncertain)"`` (parent probability = sum of its children's probabilities).
+  ``"<parent> (uncertain)"`` (parent probability = sum of its children's probabilities);
+  :func:`composition_weights` then counts such a cell for its parent in a composition.
 
 File format (:func:`load_hierarchy`): tab-separated, two columns ``child`` and ``parent`` (a header line with
 exactly these names is optional; ``#`` starts a comment). Built from a reference (:func:`build_hierarchy`):
@@ -159,3 +160,29 @@ def resolve_labels(
     labels = cls[best].copy()
     labels[coarse] = np.array([f"{p}{UNCERTAIN}" for p in parents[best][coarse]], dtype=object)
     return labels, coarse
+
+
+def composition_weights(
+    probs: np.ndarray, classes: Sequence[str], hierarchy: Mapping[str, str], coarse: np.ndarray
+) -> np.ndarray:
+    """How much each cell counts for each fine type in a composition at the level it is sure of.
+
+    A cell with a sure fine label counts 1 for its most probable type. A cell labelled
+    ``"<parent> (uncertain)"`` (``coarse``, from :func:`resolve_labels`) counts 1 for its parent, spread over
+    the parent's types in proportion to their calibrated probabilities: the expected number of cells of each
+    type (probabilistic classify-and-count, Bella et al. 2010, doi:10.1109/ICDM.2010.75), so the parent's
+    total is exact and no fine type gets a whole cell it is not sure of. Returns cells x types; rows sum to 1.
+    """
+    probs = np.asarray(probs, dtype=float)
+    n, k = probs.shape
+    best = probs.argmax(axis=1)
+    weights = np.zeros((n, k))
+    weights[np.arange(n), best] = 1.0
+    coarse = np.asarray(coarse, dtype=bool)
+    if coarse.any():
+        parents = np.array([hierarchy.get(c, c) for c in classes], dtype=object)
+        siblings = parents[best[coarse]][:, None] == parents[None, :]
+        spread = np.where(siblings, probs[coarse], 0.0)
+        total = spread.sum(axis=1, keepdims=True)
+        weights[coarse] = np.where(total > 0, spread / np.where(total > 0, total, 1.0), weights[coarse])
+    return weights

@@ -183,8 +183,17 @@ def _score_population(
     seed: int,
     exclude_donor: str | None = None,
     stage_labels: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    sure_parent: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Scorecard parts (point estimate + bootstrap replicates) for one population of cells."""
+    """Scorecard parts (point estimate + bootstrap replicates) for one population of cells.
+
+    In the composition each cell counts one for its label, except the rows of ``weights`` (cells x
+    ``ref.classes``) that are finite: those cells count as given there (coarse-labelled cells spread over
+    their parent's types, :func:`hscseq.fidelity.hierarchy.composition_weights`). ``sure_parent`` (bool per
+    cell): cells not sure of their fine type but of its parent; they count as mapped in ``identity``, not
+    in any type's similarity or programme.
+    """
     n = len(labels)
     classes = ref.classes
     w = bootstrap_weights(n, n_bootstrap, seed)
@@ -192,15 +201,19 @@ def _score_population(
     code = pd.Categorical(labels, categories=classes).codes
     conf_code = np.where(confident & (code >= 0), code, -1)
     sel = conf_code >= 0
-    identity_raw = (w_all @ sel.astype(float)) / max(n, 1)
+    mapped_sure = sel | (sure_parent & ~novel if sure_parent is not None else False)
+    identity_raw = (w_all @ mapped_sure.astype(float)) / max(n, 1)
     # calibrated: 1 = as large a confidently mapped share as held-out in vivo reference cells reach
     identity = np.minimum(1.0, identity_raw / max(getattr(ref, "identity_null", 1.0), 1e-9))
-    # composition: every non-novel cell counts for its predicted type (novel cells are their own category)
-    mapped_code = np.where(~novel & (code >= 0), code, -1)
-    onehot = np.zeros((n, len(classes)))
-    msel = mapped_code >= 0
-    onehot[np.flatnonzero(msel), mapped_code[msel]] = 1.0
-    type_counts = w_all @ onehot  # (B+1) x types
+    # composition: every non-novel cell counts for its type(s) (novel cells are their own category)
+    counts_for = np.zeros((n, len(classes)))
+    msel = code >= 0
+    counts_for[np.flatnonzero(msel), code[msel]] = 1.0
+    if weights is not None:
+        given = np.isfinite(weights).all(axis=1)
+        counts_for[given] = weights[given]
+    counts_for[novel] = 0.0
+    type_counts = w_all @ counts_for  # (B+1) x types
     novel_share = (w_all @ novel.astype(float)) / max(n, 1)
     frac = type_counts / max(n, 1)
     mapped = type_counts.sum(axis=1, keepdims=True)
@@ -251,7 +264,7 @@ def _score_population(
         rows.append(
             {
                 "cell_type": c,
-                "n_cells": int(type_counts[0, j]),
+                "n_cells": round(float(type_counts[0, j])),
                 "fraction": frac[0, j],
                 "fraction_ci_low": lo,
                 "fraction_ci_high": hi,
@@ -333,7 +346,21 @@ def _scorecard_columns(table: pd.DataFrame) -> list[str]:
 
 
 def _score_population_pair(
-    x, x_all, idx, pred, confident, novel, ref_sim, ref_prog, *, n_bootstrap, seed, stage, exclude_donor=None
+    x,
+    x_all,
+    idx,
+    pred,
+    confident,
+    novel,
+    ref_sim,
+    ref_prog,
+    *,
+    n_bootstrap,
+    seed,
+    stage,
+    exclude_donor=None,
+    weights=None,
+    sure_parent=None,
 ):
     """Similarity/identity/composition from ``ref_sim`` (informative genes), programme from ``ref_prog``."""
     st = stage[idx] if stage is not None else None
@@ -347,6 +374,8 @@ def _score_population_pair(
         seed=seed,
         exclude_donor=exclude_donor,
         stage_labels=st,
+        weights=weights[idx] if weights is not None else None,
+        sure_parent=sure_parent[idx] if sure_parent is not None else None,
     )
     if ref_prog.hsc_label is not None:
         prog, _ = _score_population(

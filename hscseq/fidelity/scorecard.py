@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from hscseq._utils import input_error
 from hscseq.fidelity._stats import correct_composition
+from hscseq.fidelity.hierarchy import composition_weights
 from hscseq.fidelity.parts import (
     _counts,
     _donor_column,
@@ -40,6 +41,22 @@ class _Comparators:
     ref_sim: _Reference
     ref_prog: _Reference
     hsc: str | None
+    weights: np.ndarray | None = None
+
+
+def _sure_level_weights(adata: ad.AnnData, classes: list[str], key: str = "mapping") -> np.ndarray | None:
+    """Composition weights over ``classes`` of the cells the ensemble labelled ``"<parent> (uncertain)"``
+    (other rows NaN: they count for their label); None without such cells."""
+    if "mapped_coarse" not in adata.obs or f"{key}_probabilities" not in adata.obsm or key not in adata.uns:
+        return None
+    coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool)
+    if not coarse.any():
+        return None
+    labels = list(adata.uns[key]["labels"])
+    w = composition_weights(adata.obsm[f"{key}_probabilities"], labels, adata.uns[key]["hierarchy"], coarse)
+    w = pd.DataFrame(w, columns=labels).reindex(columns=classes, fill_value=0.0).to_numpy()
+    w[~coarse] = np.nan
+    return w
 
 
 def _comparators(
@@ -80,7 +97,7 @@ def _comparators(
             **common,
         )
         ref_sim.donor_null = ref_null.donor_null
-    return _Comparators(x, x_all, genes, ref_sim, ref_prog, hsc)
+    return _Comparators(x, x_all, genes, ref_sim, ref_prog, hsc, _sure_level_weights(adata, classes))
 
 
 def _query_samples(
@@ -112,6 +129,7 @@ def _sample_row(
         return None
     novel = obs["novel"].to_numpy().astype(bool)
     confident = ~novel & (obs["label_confidence"].to_numpy() >= s.min_confidence)
+    sure_parent = obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in obs else None
     summary, comp = _score_population_pair(
         cmp.x,
         cmp.x_all,
@@ -124,6 +142,8 @@ def _sample_row(
         n_bootstrap=s.n_bootstrap,
         seed=seed,
         stage=obs["closest_stage"].astype(str).to_numpy() if "closest_stage" in obs else None,
+        weights=cmp.weights,
+        sure_parent=sure_parent,
     )
     override = _programme_override(programme, sample)
     if override is not None:  # the table value has no replicates: CI of F reflects the other parts
@@ -238,9 +258,10 @@ def scorecard(
     )
     ref_mask = adata.obs["is_reference"].to_numpy().astype(bool)
     confident = ~adata.obs["novel"].to_numpy().astype(bool) & (
-        adata.obs["label_confidence"].to_numpy() >= s.min_confidence
+        (adata.obs["label_confidence"].to_numpy() >= s.min_confidence)
+        | (adata.obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in adata.obs else False)
     )
-    # the identity null: share of (cross-validated) reference cells mapped confidently
+    # the identity null: share of (cross-validated) reference cells mapped confidently (or to a sure parent)
     cmp.ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
     rows, comp_rows = [], []
     for k, sample in enumerate(_query_samples(adata.obs, sample_key, condition_key, query_conditions)):

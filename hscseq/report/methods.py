@@ -61,7 +61,9 @@ as used by hscScore (Hamey &amp; G&ouml;ttgens 2019, Exp Hematol 78:11), Eppert 
 Medicine 17:1086, via MSigDB), lineage markers of Giladi et al. 2018 and Baccin et al. 2019 (via HemaScopeR);
 AUCell-style ranking (Aibar et al. 2017, Nature Methods 14:1083).</li>
 <li>Reference and fidelity: MGI one-to-one mouse-human orthologs; HematoMap human bone-marrow profiles (GPL-3,
-via HemaScopeR); Jensen-Shannon divergence of compositions; pseudobulk differential expression with PyDESeq2
+via HemaScopeR); Jensen-Shannon divergence of compositions, cells of uncertain fine type counted by
+probabilistic classify-and-count within their parent (Bella et al. 2010, IEEE ICDM, doi:10.1109/ICDM.2010.75);
+pseudobulk differential expression with PyDESeq2
 (Muzellec et al. 2023, Bioinformatics 39:btad547).</li>
 </ul>
 """

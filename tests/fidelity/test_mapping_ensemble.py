@@ -60,6 +60,15 @@ def test_resolve_labels_uncertain_parent():
     assert list(coarse) == [False, True, False, False]
 
 
+def test_composition_weights_count_an_uncertain_cell_for_its_parent_only():
+    classes = ["A1", "A2", "B"]
+    h = {"A1": "A", "A2": "A"}
+    probs = np.array([[0.9, 0.05, 0.05], [0.48, 0.42, 0.10], [0.1, 0.1, 0.8]])
+    w = hier.composition_weights(probs, classes, h, np.array([False, True, False]))
+    # sure cells: one cell for their type; the uncertain cell: one cell for A, split 0.48 : 0.42, none to B
+    np.testing.assert_allclose(w, [[1, 0, 0], [0.48 / 0.9, 0.42 / 0.9, 0], [0, 0, 1]])
+
+
 def test_pool_weights_prefer_the_informative_member_and_calibrate():
     rng = np.random.default_rng(1)
     n, k = 3000, 4
@@ -220,3 +229,43 @@ def test_standardise_builds_one_float32_copy_in_place():
     np.testing.assert_allclose(xtr, expected, atol=1e-5)
     np.testing.assert_allclose(xte, expected[:50], atol=1e-5)
     assert peak < 1.3 * (xtr.nbytes + xte.nbytes), peak / (xtr.nbytes + xte.nbytes)
+
+
+def test_scorecard_counts_uncertain_cells_at_their_parent(close_subtypes):
+    """Composition: a "<parent> (uncertain)" cell counts for its parent, never wholly for one subtype."""
+    from hscseq import fidelity as fid
+
+    adata, _ = close_subtypes
+    out = fid.scorecard(adata, n_bootstrap=10, copy=True).uns["scorecard"]
+    card = out["composition"]
+    h = adata.uns["mapping"]["hierarchy"]
+    probs = pd.DataFrame(
+        adata.obsm["mapping_probabilities"], index=adata.obs_names, columns=adata.uns["mapping"]["labels"]
+    )
+    obs = adata.obs[~adata.obs["is_reference"].to_numpy()]
+    lab = obs["mapped_label"].astype(str)
+    checked = 0
+    for (sample, parent), grp in obs[obs["mapped_coarse"]].groupby(
+        [obs["sample"].astype(str), lab], observed=True
+    ):
+        children = [c for c, p in h.items() if p == parent.removesuffix(hier.UNCERTAIN)]
+        in_sample = lab[obs["sample"].astype(str) == sample]
+        rows = card[(card["sample"] == sample) & card["cell_type"].isin(children)].set_index("cell_type")
+        # each subtype: its sure cells plus the uncertain cells' probability of it within the parent (a
+        # forced fine label would give each uncertain cell wholly to its most probable subtype)
+        p = probs.loc[grp.index, children]
+        share = p.div(p.sum(axis=1), axis=0).sum()
+        for c in children:
+            expected = ((in_sample == c).sum() + share[c]) / len(in_sample)
+            assert rows.loc[c, "fraction"] == pytest.approx(expected, abs=1e-9)
+        # so the parent's total is exact: every sure child cell and every uncertain cell of the parent
+        n_parent = in_sample.isin([*children, parent]).sum()
+        assert rows["fraction"].sum() == pytest.approx(n_parent / len(in_sample), abs=1e-9)
+        # identity: an uncertain cell is sure of its parent, so it counts as mapped
+        row = out["table"].set_index("sample").loc[sample]
+        s_obs = obs[obs["sample"].astype(str) == sample]
+        fine = ~s_obs["novel"].to_numpy() & (s_obs["label_confidence"].to_numpy() >= 0.5)
+        assert row["identity_raw"] == pytest.approx((fine | s_obs["mapped_coarse"].to_numpy()).mean())
+        assert row["identity_raw"] > fine.mean()
+        checked += 1
+    assert checked >= 1
