@@ -44,13 +44,19 @@ class _Comparators:
     weights: np.ndarray | None = None
 
 
+def _coarse(adata: ad.AnnData) -> np.ndarray | None:
+    """Cells the ensemble labelled ``"<parent> (uncertain)"`` (None unless the labels are the ensemble's)."""
+    method = adata.uns.get("fidelity", {}).get("params", {}).get("label_method")
+    if method != "ensemble" or "mapped_coarse" not in adata.obs:
+        return None
+    return adata.obs["mapped_coarse"].to_numpy(dtype=bool)
+
+
 def _sure_level_weights(adata: ad.AnnData, classes: list[str], key: str = "mapping") -> np.ndarray | None:
     """Composition weights over ``classes`` of the cells the ensemble labelled ``"<parent> (uncertain)"``
     (other rows NaN: they count for their label); None without such cells."""
-    if "mapped_coarse" not in adata.obs or f"{key}_probabilities" not in adata.obsm or key not in adata.uns:
-        return None
-    coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool)
-    if not coarse.any():
+    coarse = _coarse(adata)
+    if coarse is None or not coarse.any() or f"{key}_probabilities" not in adata.obsm or key not in adata.uns:
         return None
     labels = list(adata.uns[key]["labels"])
     w = composition_weights(adata.obsm[f"{key}_probabilities"], labels, adata.uns[key]["hierarchy"], coarse)
@@ -129,7 +135,7 @@ def _sample_row(
         return None
     novel = obs["novel"].to_numpy().astype(bool)
     confident = ~novel & (obs["label_confidence"].to_numpy() >= s.min_confidence)
-    sure_parent = obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in obs else None
+    sure_parent = _coarse(adata)
     summary, comp = _score_population_pair(
         cmp.x,
         cmp.x_all,
@@ -257,9 +263,9 @@ def scorecard(
         adata, s, layer=layer, programme_null=programme_null, null_source=null_source, seed=seed
     )
     ref_mask = adata.obs["is_reference"].to_numpy().astype(bool)
+    coarse = _coarse(adata)
     confident = ~adata.obs["novel"].to_numpy().astype(bool) & (
-        (adata.obs["label_confidence"].to_numpy() >= s.min_confidence)
-        | (adata.obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in adata.obs else False)
+        (adata.obs["label_confidence"].to_numpy() >= s.min_confidence) | (False if coarse is None else coarse)
     )
     # the identity null: share of (cross-validated) reference cells mapped confidently (or to a sure parent)
     cmp.ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
