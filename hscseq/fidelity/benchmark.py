@@ -1,7 +1,7 @@
 """Mapping benchmark: hscseq against what users would pick instead, printed side by side (issue #14).
 
 ``python -m hscseq.fidelity.benchmark [--datasets paul15 simulator] [--seeds 0 1] [--no-scanvi]
-[--scvi-epochs N] [--cache-dir DIR] [--out table.tsv]``
+[--scvi-epochs N] [--out table.tsv]``
 
 Methods, all trained on the same reference cells and given the same query cells:
 
@@ -355,13 +355,8 @@ def run_task(
     seed: int,
     scanvi: bool,
     scvi_epochs: int | None,
-    cache: Path | None = None,
 ) -> pd.DataFrame:
-    """Every method on one reference/query task; one row per method.
-
-    ``cache``: an ``.npz`` holding the scVI latent and scANVI probabilities of this task (written when
-    absent, read when present), so re-runs do not retrain scVI (its seed makes it deterministic anyway).
-    """
+    """Every method on one reference/query task; one row per method."""
     from hscseq import fidelity as fid
 
     ref = joint.obs["reference_label"].notna().to_numpy()
@@ -446,22 +441,13 @@ def run(
     seeds: Sequence[int] = (0, 1),
     scanvi: bool = True,
     scvi_epochs: int | None = None,
-    cache_dir: str | None = None,
 ) -> pd.DataFrame:
     """All tasks; one row per (dataset, seed, method)."""
     tables = []
     for name in datasets_:
         for seed in seeds if name == "simulator" else seeds[:1]:
             joint, hierarchy = paul15_task(seed) if name == "paul15" else simulator_task(seed)
-            tag = f"{name}_seed{seed}_epochs{scvi_epochs or 'default'}.npz"
-            t = run_task(
-                joint,
-                hierarchy,
-                seed=seed,
-                scanvi=scanvi,
-                scvi_epochs=scvi_epochs,
-                cache=Path(cache_dir) / tag if cache_dir else None,
-            )
+            t = run_task(joint, hierarchy, seed=seed, scanvi=scanvi, scvi_epochs=scvi_epochs)
             t.insert(0, "seed", seed)
             t.insert(0, "dataset", name)
             tables.append(t)
@@ -486,7 +472,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="scVI epochs instead of scvi-tools' default (the row says so)",
     )
     parser.add_argument("--out", default=None, help="also write the table here (TSV)")
-    parser.add_argument("--cache-dir", default=None, help="keep scVI/scANVI results here between runs")
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -497,7 +482,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         seeds=args.seeds,
         scanvi=not args.no_scanvi,
         scvi_epochs=args.scvi_epochs,
-        cache_dir=args.cache_dir,
     )
     print("\n== mapping benchmark ==")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
