@@ -83,7 +83,7 @@ def detect_doublets(
     rate_per_1000_cells
         Multiplet rate per 1,000 cells recovered (used when ``expected_rate`` is ``None``).
     solo_max_epochs
-        Epochs of the scVI model and of the SOLO classifier.
+        Epochs of the scVI model and of the SOLO classifier (``solo_max_steps`` may stop them sooner).
     solo_max_steps
         Cap each of the two SOLO trainings at the fewest epochs that reach this many optimiser steps
         (:func:`hscseq._scvi.epochs_for_steps`); ``None``: ``solo_max_epochs`` at any sample size.
