@@ -172,6 +172,19 @@ def _programme_completeness(x: sp.csr_matrix, w_all: np.ndarray, conf_code: np.n
     return np.where(lib > 0, np.minimum(1.0, ratio.mean(axis=1) / ref.hsc_null), 0.0)
 
 
+def _counts_for(code: np.ndarray, novel: np.ndarray, weights: np.ndarray | None, n_types: int) -> np.ndarray:
+    """Cells x types: how much each cell counts for each type in the composition (novel cells: nothing,
+    they are their own category; finite rows of ``weights`` as given; every other cell one for its label)."""
+    counts_for = np.zeros((len(code), n_types))
+    known = code >= 0
+    counts_for[np.flatnonzero(known), code[known]] = 1.0
+    if weights is not None:
+        given = np.isfinite(weights).all(axis=1)
+        counts_for[given] = weights[given]
+    counts_for[novel] = 0.0
+    return counts_for
+
+
 def _score_population(
     x: sp.csr_matrix,
     labels: np.ndarray,
@@ -188,11 +201,8 @@ def _score_population(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Scorecard parts (point estimate + bootstrap replicates) for one population of cells.
 
-    In the composition each cell counts one for its label, except the rows of ``weights`` (cells x
-    ``ref.classes``) that are finite: those cells count as given there (coarse-labelled cells spread over
-    their parent's types, :func:`hscseq.fidelity.hierarchy.composition_weights`). ``sure_parent`` (bool per
-    cell): cells not sure of their fine type but of its parent; they count as mapped in ``identity``, not
-    in any type's similarity or programme.
+    ``weights``: composition weights (:func:`_counts_for`). ``sure_parent`` (bool per cell): sure only of
+    the parent type; such cells count as mapped in ``identity``, in no type's similarity or programme.
     """
     n = len(labels)
     classes = ref.classes
@@ -205,15 +215,7 @@ def _score_population(
     identity_raw = (w_all @ mapped_sure.astype(float)) / max(n, 1)
     # calibrated: 1 = as large a confidently mapped share as held-out in vivo reference cells reach
     identity = np.minimum(1.0, identity_raw / max(getattr(ref, "identity_null", 1.0), 1e-9))
-    # composition: every non-novel cell counts for its type(s) (novel cells are their own category)
-    counts_for = np.zeros((n, len(classes)))
-    msel = code >= 0
-    counts_for[np.flatnonzero(msel), code[msel]] = 1.0
-    if weights is not None:
-        given = np.isfinite(weights).all(axis=1)
-        counts_for[given] = weights[given]
-    counts_for[novel] = 0.0
-    type_counts = w_all @ counts_for  # (B+1) x types
+    type_counts = w_all @ _counts_for(code, novel, weights, len(classes))  # (B+1) x types
     novel_share = (w_all @ novel.astype(float)) / max(n, 1)
     frac = type_counts / max(n, 1)
     mapped = type_counts.sum(axis=1, keepdims=True)
