@@ -41,6 +41,7 @@ class _Comparators:
     ref_sim: _Reference
     ref_prog: _Reference
     hsc: str | None
+    coarse: np.ndarray | None = None  # cells the ensemble labelled "<parent> (uncertain)" (its labels only)
     weights: np.ndarray | None = None
 
 
@@ -52,10 +53,11 @@ def _coarse(adata: ad.AnnData) -> np.ndarray | None:
     return adata.obs["mapped_coarse"].to_numpy(dtype=bool)
 
 
-def _sure_level_weights(adata: ad.AnnData, classes: list[str], key: str = "mapping") -> np.ndarray | None:
-    """Composition weights over ``classes`` of the cells the ensemble labelled ``"<parent> (uncertain)"``
-    (other rows NaN: they count for their label); None without such cells."""
-    coarse = _coarse(adata)
+def _sure_level_weights(
+    adata: ad.AnnData, classes: list[str], coarse: np.ndarray | None, key: str = "mapping"
+) -> np.ndarray | None:
+    """Composition weights over ``classes`` of the ``coarse`` cells (labelled ``"<parent> (uncertain)"``;
+    other rows NaN: they count for their label); None without such cells."""
     if coarse is None or not coarse.any() or f"{key}_probabilities" not in adata.obsm or key not in adata.uns:
         return None
     labels = list(adata.uns[key]["labels"])
@@ -103,7 +105,15 @@ def _comparators(
             **common,
         )
         ref_sim.donor_null = ref_null.donor_null
-    return _Comparators(x, x_all, genes, ref_sim, ref_prog, hsc, _sure_level_weights(adata, classes))
+    coarse = _coarse(adata)
+    confident = ~adata.obs["novel"].to_numpy().astype(bool) & (
+        (adata.obs["label_confidence"].to_numpy() >= s.min_confidence) | (False if coarse is None else coarse)
+    )
+    # the identity null: share of (cross-validated) reference cells mapped confidently (or to a sure parent)
+    ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
+    return _Comparators(
+        x, x_all, genes, ref_sim, ref_prog, hsc, coarse, _sure_level_weights(adata, classes, coarse)
+    )
 
 
 def _query_samples(
@@ -135,7 +145,6 @@ def _sample_row(
         return None
     novel = obs["novel"].to_numpy().astype(bool)
     confident = ~novel & (obs["label_confidence"].to_numpy() >= s.min_confidence)
-    sure_parent = _coarse(adata)
     summary, comp = _score_population_pair(
         cmp.x,
         cmp.x_all,
@@ -149,7 +158,7 @@ def _sample_row(
         seed=seed,
         stage=obs["closest_stage"].astype(str).to_numpy() if "closest_stage" in obs else None,
         weights=cmp.weights,
-        sure_parent=sure_parent,
+        sure_parent=cmp.coarse,
     )
     override = _programme_override(programme, sample)
     if override is not None:  # the table value has no replicates: CI of F reflects the other parts
@@ -262,13 +271,6 @@ def scorecard(
     cmp = _comparators(
         adata, s, layer=layer, programme_null=programme_null, null_source=null_source, seed=seed
     )
-    ref_mask = adata.obs["is_reference"].to_numpy().astype(bool)
-    coarse = _coarse(adata)
-    confident = ~adata.obs["novel"].to_numpy().astype(bool) & (
-        (adata.obs["label_confidence"].to_numpy() >= s.min_confidence) | (False if coarse is None else coarse)
-    )
-    # the identity null: share of (cross-validated) reference cells mapped confidently (or to a sure parent)
-    cmp.ref_sim.identity_null = float(confident[ref_mask].mean()) if ref_mask.any() else 1.0
     rows, comp_rows = [], []
     for k, sample in enumerate(_query_samples(adata.obs, sample_key, condition_key, query_conditions)):
         out = _sample_row(
