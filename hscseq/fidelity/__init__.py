@@ -44,9 +44,12 @@ between these neighbourhood positions (mean distance to the k nearest reference 
 from the held-out folds: the *held-out donor* null (reference cells against the other donors) and the
 *held-out type* null (reference cells of type ``c`` against the other donors with type ``c`` removed: where a
 whole cell type absent from the reference would sit). A query cell is ``novel`` when its distance exceeds
-both the ``null_quantile`` of the donor null of its closest type and the ``absent_quantile`` (default 0.05)
+both the ``null_quantile`` of the donor null of its type and the ``absent_quantile`` (default 0.05)
 of that type's held-out-type null (as far as the nearest 5% of the cells of a whole absent type); it then
-gets the label ``"novel"`` (its nearest type stays in ``closest_label``). Labels are voted among the 15
+gets the label ``"novel"`` (its type stays in ``closest_label``). "Its type" is the label the cell is given
+(the ensemble's fine label; the kNN vote's with ``label_method="knn"``), and held-out reference cells key the
+donor null by their held-out label the same way, so a cell is held to the distances of the cells it is
+called like. Labels are voted among the 15
 nearest reference cells on damped neighbourhood positions ``x / sqrt(|x|)`` (direction kept, magnitude
 compressed), so cells with a weaker or partial programme keep their type. Label uncertainty (``1 - kNN vote
 share``) is reported per cell and decides "confidently mapped", but by default does not make a cell novel (an

@@ -147,9 +147,6 @@ def map_ensemble(
         min_parent_probability=min_parent_probability,
     )
     fine = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
-    if novel is not None:
-        final = np.where(novel, NOVEL, final)
-        coarse = coarse & ~novel
     obs = adata.obs
     obs["mapped_label"] = pd.Categorical(final)
     obs["mapped_fine_label"] = pd.Categorical(fine, categories=classes)
@@ -173,7 +170,6 @@ def map_ensemble(
         "hierarchy": hierarchy,
         "ece": ens.expected_calibration_error(res["ref_probs"], codes),
         "reliability": pd.DataFrame(rel),
-        "accuracy": accuracy_card(labels[ref_idx], np.asarray(final)[ref_idx], classes, hierarchy),
         "member_ece": {
             n: ens.expected_calibration_error(p, codes) for n, p in res["member_ref_probs"].items()
         },
@@ -182,11 +178,27 @@ def map_ensemble(
         },
         "heldout_bacc": _bacc(codes, res["ref_probs"].argmax(axis=1)),
     }
+    mark_novel(adata, np.zeros(adata.n_obs, bool) if novel is None else novel, key_added=key_added)
     logger.info(
         "ensemble weights %s; held-out balanced accuracy %.3f, ECE %.3f",
         res["weights"],
         adata.uns[key_added]["heldout_bacc"],
         adata.uns[key_added]["ece"],
+    )
+
+
+def mark_novel(adata: ad.AnnData, novel: np.ndarray, *, key_added: str = "mapping") -> None:
+    """Label ``novel`` cells ``"novel"`` in the ensemble's ``mapped_label`` (never coarse) and recompute the
+    per-type accuracy card (``uns[key_added]["accuracy"]``) from the held-out reference cells' final labels."""
+    obs, uns = adata.obs, adata.uns[key_added]
+    novel = np.asarray(novel, dtype=bool)
+    final = np.where(novel, NOVEL, obs["mapped_label"].astype(str).to_numpy())
+    obs["mapped_label"] = pd.Categorical(final)
+    obs["mapped_coarse"] = obs["mapped_coarse"].to_numpy(dtype=bool) & ~novel
+    lab = obs[uns["params"]["reference_key"]]
+    ref = lab.notna().to_numpy() & ~lab.astype(str).isin(["", "nan", "None"]).to_numpy()
+    uns["accuracy"] = accuracy_card(
+        lab.astype(str).to_numpy()[ref], final[ref], list(uns["labels"]), uns["hierarchy"]
     )
 
 

@@ -15,7 +15,7 @@ from hscseq._labels import donor_key as _donor_key
 from hscseq._utils import input_error
 from hscseq.fidelity._knn import _folds, _knn, knn_map_core, smooth_latent
 from hscseq.fidelity._novelty import flag_novel, label_uncertainty, novelty_thresholds
-from hscseq.fidelity.ensemble import map_ensemble, smoothing_groups, use_ensemble_labels
+from hscseq.fidelity.ensemble import map_ensemble, mark_novel, smoothing_groups, use_ensemble_labels
 from hscseq.fidelity.hierarchy import load_hierarchy
 from hscseq.fidelity.settings import NOVEL, FidelitySettings, fidelity_settings
 from hscseq.fidelity.spaces import novelty_rep
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 NOVEL_RULE = (
     "distance of the neighbourhood-averaged position to the reference > max(donor-null quantile of the "
-    "closest type, absent_quantile of the held-out-type distances of that type)"
+    "cell's type (its fine label: the ensemble's, or the kNN vote's; held-out cells keyed the same way), "
+    "absent_quantile of the held-out-type distances of that type)"
 )
 
 
@@ -225,9 +226,8 @@ def _ensemble_labels(
     reference_key: str,
     hierarchy: Mapping[str, str] | None,
     seed: int,
-    key_added: str,
 ) -> None:
-    """Replace the kNN labels by the calibrated ensemble's (novelty stays the distance rule's)."""
+    """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty is flagged."""
     if hierarchy is None and s.hierarchy:
         try:
             hierarchy = load_hierarchy(s.hierarchy)
@@ -243,7 +243,6 @@ def _ensemble_labels(
             use_rep="_label_integrated",
             uncorrected_rep="_label_uncorrected",
             hierarchy=hierarchy,
-            novel=adata.obs["novel"].to_numpy(dtype=bool),
             random_state=seed,
             min_probability=s.min_label_probability,
             min_parent_probability=s.min_parent_probability,
@@ -251,16 +250,32 @@ def _ensemble_labels(
             n_sibling_genes=s.sibling_genes,
             c=s.logreg_c,
         )
-        use_ensemble_labels(adata, key_added=key_added)
     finally:
         for k in ("_label_integrated", "_label_uncorrected"):
             adata.obsm.pop(k, None)
 
 
+def _label_codes(adata: ad.AnnData, d: _Design, res: dict[str, np.ndarray], s: FidelitySettings) -> np.ndarray:
+    """Each cell's label code (reference cells: held out) that picks its novelty threshold: the ensemble's
+    fine label when it labels the cells, else the kNN vote's."""
+    if s.label_method == "ensemble":
+        fine = adata.obs["mapped_fine_label"].astype(str).to_numpy()
+        return pd.Categorical(fine, categories=d.classes).codes.astype(int)
+    codes = np.zeros(adata.n_obs, dtype=int)
+    codes[d.ref_idx] = res["ref_probs"].argmax(axis=1)
+    codes[d.query_idx] = res["query_probs"].argmax(axis=1)
+    return codes
+
+
 def _thresholds(
-    res: dict[str, np.ndarray], d: _Design, s: FidelitySettings, null: Mapping[str, Any] | None
+    res: dict[str, np.ndarray],
+    d: _Design,
+    s: FidelitySettings,
+    null: Mapping[str, Any] | None,
+    codes: np.ndarray,
 ) -> tuple[np.ndarray, float]:
-    """Per-type distance thresholds and the uncertainty threshold (this reference's or ``null``'s)."""
+    """Per-type distance thresholds and the uncertainty threshold (this reference's or ``null``'s); the
+    held-out cells' ``codes`` (their labels, as the query's will be labelled) key the donor null."""
     if null is not None:  # thresholds of a larger reference (controls reuse the full reference's null)
         given = dict(zip(null["labels"], np.asarray(null["distance_thresholds"], dtype=float), strict=True))
         return np.array([given.get(c, max(given.values())) for c in d.classes]), float(
@@ -271,7 +286,7 @@ def _thresholds(
     ok_absent = null_sel & np.isfinite(absent)
     return novelty_thresholds(
         res["ref_distance"][null_sel],
-        res["ref_probs"].argmax(axis=1)[null_sel],
+        codes[d.ref_idx][null_sel],
         label_uncertainty(res["ref_probs"])[null_sel],
         len(d.classes),
         quantile=s.null_quantile,
@@ -288,6 +303,7 @@ def _write_mapping(
     thr: np.ndarray,
     unc_thr: float,
     *,
+    codes: np.ndarray,
     s,
     key_added,
 ) -> dict[str, Any]:
@@ -297,7 +313,7 @@ def _write_mapping(
     probs[ref_idx], probs[query_idx] = res["ref_probs"], res["query_probs"]
     dist = np.zeros(adata.n_obs)
     dist[ref_idx], dist[query_idx] = res["ref_distance"], res["query_distance"]
-    pred = probs.argmax(axis=1)
+    pred = codes
     unc = label_uncertainty(probs)
     novel = flag_novel(dist, pred, unc if s.uncertainty_novel else np.zeros_like(unc), thr, unc_thr)
     closest = np.array(classes, dtype=object)[pred]
@@ -410,8 +426,8 @@ def map_to_reference(
     """Map every cell onto the reference cells of ``adata`` with calibrated uncertainty and novelty.
 
     Labels are voted among the ``n_neighbors`` nearest reference cells on neighbourhood-averaged positions
-    (``label_metric``); a cell is ``novel`` when its distance to the reference exceeds both nulls of its
-    closest type (:func:`novelty_thresholds`). Reference cells get their held-out (cross-validated)
+    (``label_metric``), or given by the ensemble (``label_method``); a cell is ``novel`` when its distance to
+    the reference exceeds both nulls of the type it is labelled (:func:`novelty_thresholds`). Reference cells get their held-out (cross-validated)
     prediction. Every option of the stage (method, spaces, neighbours, quantiles, epochs) comes from the one
     :class:`~hscseq.fidelity.FidelitySettings` object (the config section ``fidelity``).
 
@@ -498,13 +514,18 @@ def map_to_reference(
             seed=seed,
         )
     res.setdefault("null_select", np.ones(len(d.ref_idx), bool))
-    thr, unc_thr = _thresholds(res, d, s, null)
-    summary = _write_mapping(adata, d, res, thr, unc_thr, s=s, key_added=key_added)
+    ensemble = s.label_method == "ensemble"
+    if ensemble:
+        where = {"reference_key": reference_key, "hierarchy": hierarchy, "seed": seed}
+        _ensemble_labels(adata, d, s, res["label_spaces"], **where)
+    codes = _label_codes(adata, d, res, s)
+    thr, unc_thr = _thresholds(res, d, s, null, codes)
+    summary = _write_mapping(adata, d, res, thr, unc_thr, codes=codes, s=s, key_added=key_added)
     adata.uns[key_added] = _uns_record(
         d, s, summary, thr, unc_thr, method=method, reference_key=reference_key, use_rep=use_rep,
         distance_rep=distance_rep, stage_key=stage_key, seed=seed, null_given=null is not None,
     )  # fmt: skip
-    if s.label_method == "ensemble":
-        where = {"reference_key": reference_key, "key_added": key_added, "seed": seed}
-        _ensemble_labels(adata, d, s, res["label_spaces"], hierarchy=hierarchy, **where)
+    if ensemble:
+        mark_novel(adata, adata.obs["novel"].to_numpy(dtype=bool))
+        use_ensemble_labels(adata, key_added=key_added)
     return adata if copy else None

@@ -142,8 +142,22 @@ def test_ensemble_is_calibrated_and_keeps_novelty(close_subtypes):
     # and logistic regression give 0.1-0.2 on the benchmark's query cells
     assert adata.uns["mapping"]["ece"] <= 0.06
     assert adata.uns["fidelity"]["params"]["label_method"] == "ensemble"
-    np.testing.assert_array_equal(adata.obs["novel"].to_numpy(), knn.obs["novel"].to_numpy())
+    # novelty is held to the distances of the type each cell is given (the ensemble's label, held-out for
+    # reference cells), not the kNN vote's: the rule the kNN labels used before measured on the mapping
+    # benchmark 7.8% known cells unassigned on simulator seed 1 (4.8% with the ensemble's labels)
+    m = adata.uns["fidelity"]
+    thr = dict(zip(m["labels"], m["distance_thresholds"], strict=True))
+    given = adata.obs["closest_label"].astype(str)
+    assert (given == adata.obs["mapped_fine_label"].astype(str)).all()
+    far = adata.obs["reference_distance"].to_numpy() > given.map(thr).to_numpy()
+    np.testing.assert_array_equal(adata.obs["novel"].to_numpy(), far)
+    assert not np.array_equal(adata.obs["novel"].to_numpy(), knn.obs["novel"].to_numpy())
     assert (adata.obs.loc[adata.obs["novel"], "mapped_label"].astype(str) == "novel").all()
+    card = adata.uns["mapping"]["accuracy"].set_index("cell_type")
+    ref = adata.obs["is_reference"].to_numpy()
+    held = adata.obs.loc[ref & adata.obs["novel"].to_numpy(), "reference_label"].astype(str).value_counts()
+    n = adata.obs.loc[ref, "reference_label"].astype(str).value_counts()
+    np.testing.assert_allclose(card["share_novel"], (held.reindex(card.index).fillna(0) / n[card.index]))
     eng = (adata.obs["sample"] == "engineered_7TF").to_numpy()
     truth = adata.obs["is_offtarget"].to_numpy()
     assert adata.obs["novel"].to_numpy()[eng & truth].mean() >= 0.95
