@@ -136,7 +136,7 @@ def marker_genes(
     *,
     groupby: str = "leiden",
     layer: str | None = None,
-    max_cells_per_cluster: int | None = None,
+    max_cells_per_cluster: int | None = 500,
     random_state: int = 0,
     key_added: str = "rank_genes_groups",
     copy: bool = False,
@@ -156,7 +156,8 @@ def marker_genes(
         ``min(n, max_cells_per_cluster)`` cells; a group's 'rest' is then the union of the other groups'
         subsamples), as Seurat's ``FindMarkers(max.cells.per.ident=...)``. Scores, fold changes, p-values
         and the expressing fractions ``pts`` / ``pts_rest`` all come from the subsample, and genes that no
-        subsampled cell expresses are not ranked (they cannot be markers). ``None`` or 0: all cells.
+        subsampled cell expresses are not ranked (they cannot be markers). ``None`` or 0: all cells. The
+        default is the config's (README Performance: the measurement behind it).
     random_state
         Seed of the subsample.
     key_added

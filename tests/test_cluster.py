@@ -105,9 +105,11 @@ def test_capped_markers_rank_at_most_the_cap_per_cluster_and_still_name_the_prog
     params = capped.uns["rank_genes_groups"]["params"]
     assert params["max_cells_per_cluster"] == cap and params["random_state"] == 1
     assert params["n_cells"] == {str(g): min(int(n), cap) for g, n in sizes.items()}
-    full = clustered.uns["rank_genes_groups"]["params"]
-    assert full["max_cells_per_cluster"] == 0
-    assert full["n_cells"] == {str(g): int(n) for g, n in sizes.items()}
+    default = clustered.uns["rank_genes_groups"]["params"]  # the fixture ranks with the default cap
+    assert default["max_cells_per_cluster"] == 500 and sizes.max() < 500
+    assert default["n_cells"] == {str(g): int(n) for g, n in sizes.items()}
+    everyone = hc.marker_genes(clustered, max_cells_per_cluster=None, copy=True)
+    assert everyone.uns["rank_genes_groups"]["params"]["max_cells_per_cluster"] == 0
     # pts come from the subsample: a fraction of at most `cap` cells is a multiple of 1 / n
     big = str(sizes.index[0])
     pts = capped.uns["rank_genes_groups"]["pts"][big].to_numpy()
