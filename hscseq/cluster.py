@@ -38,6 +38,7 @@ class ClusterSettings(StageSettings):
     max_out_group_fraction: float = schema_field(stage, "max_out_group_fraction")
     n_markers: int = schema_field(stage, "n_markers")
     dotplot_genes: int = schema_field(stage, "dotplot_genes")
+    max_cells_per_cluster: int | None = schema_field(stage, "max_cells_per_cluster")
 
 
 def resolution_key(key: str, resolution: float) -> str:
@@ -135,6 +136,8 @@ def marker_genes(
     *,
     groupby: str = "leiden",
     layer: str | None = None,
+    max_cells_per_cluster: int | None = 500,
+    random_state: int = 0,
     key_added: str = "rank_genes_groups",
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -148,6 +151,15 @@ def marker_genes(
         obs column of the groups (clusters).
     layer
         Layer of log-normalised expression; ``None`` uses X.
+    max_cells_per_cluster
+        Rank genes on a seeded subsample of at most this many cells per group (every group keeps
+        ``min(n, max_cells_per_cluster)`` cells; a group's 'rest' is then the union of the other groups'
+        subsamples), as Seurat's ``FindMarkers(max.cells.per.ident=...)``. Scores, fold changes, p-values
+        and the expressing fractions ``pts`` / ``pts_rest`` all come from the subsample, and genes that no
+        subsampled cell expresses are not ranked (they cannot be markers). ``None`` or 0: all cells. The
+        default is the config's (README Performance: the measurement behind it).
+    random_state
+        Seed of the subsample.
     key_added
         ``uns`` key of the scanpy result (with the fraction of expressing cells, ``pts``).
     copy
@@ -156,12 +168,18 @@ def marker_genes(
     Returns
     -------
     ``None``, or the modified copy when ``copy=True``. Sets ``uns[key_added]`` (scanpy's
-    ``rank_genes_groups`` result plus ``params``); :func:`markers_table` filters it.
+    ``rank_genes_groups`` result plus ``params``, which record ``max_cells_per_cluster``, ``random_state``
+    and ``n_cells``, the cells of each group that were ranked); :func:`markers_table` filters it.
     """
     import scanpy as sc
 
     if groupby not in adata.obs:
         raise input_error(f"obs has no column {groupby!r}.", fix="run hscseq.cluster.cluster first.")
+    if max_cells_per_cluster is not None and int(max_cells_per_cluster) < 0:
+        raise input_error(
+            f"max_cells_per_cluster={max_cells_per_cluster} is negative.", fix="use a count, 0 or None."
+        )
+    cap = int(max_cells_per_cluster or 0)
     adata = adata.copy() if copy else adata
     groups = adata.obs[groupby].value_counts()
     use = groups.index[groups >= 2].tolist()
@@ -169,20 +187,48 @@ def marker_genes(
         logger.warning("fewer than two groups with >= 2 cells in %r: no marker genes", groupby)
         adata.uns[key_added] = {"params": {"groupby": groupby, "method": "wilcoxon", "groups": []}}
         return adata if copy else None
+    ranked = _subsample_groups(adata, groupby, layer, cap, random_state) if cap else adata
     sc.tl.rank_genes_groups(
-        adata,
+        ranked,
         groupby,
         groups=[str(g) for g in use],
         reference="rest",
         method="wilcoxon",
         use_raw=False,
-        layer=layer,
+        layer=layer if ranked is adata else None,
         pts=True,
         tie_correct=True,
         key_added=key_added,
     )
-    adata.uns[key_added]["params"] = {**adata.uns[key_added]["params"], "groups": [str(g) for g in use]}
+    adata.uns[key_added] = ranked.uns[key_added]
+    adata.uns[key_added]["params"] = {
+        **adata.uns[key_added]["params"],
+        "layer": layer,
+        "groups": [str(g) for g in use],
+        "max_cells_per_cluster": cap,  # 0: all cells
+        "random_state": int(random_state),
+        "n_cells": {str(g): int(n) for g, n in ranked.obs[groupby].value_counts(sort=False).items() if n},
+    }
     return adata if copy else None
+
+
+def _subsample_groups(adata: ad.AnnData, groupby: str, layer: str | None, cap: int, seed: int) -> ad.AnnData:
+    """A light AnnData (the expression of ``layer`` or X in X, ``obs[groupby]``) of at most ``cap`` cells per
+    group, drawn without replacement with ``seed``, in the original cell order, and of the genes that some
+    of these cells express."""
+    rng = np.random.default_rng(seed)
+    codes = adata.obs[groupby].astype("category").cat.codes.to_numpy()
+    keep = []
+    for code in np.unique(codes):
+        members = np.flatnonzero(codes == code)
+        keep.append(members if len(members) <= cap else rng.choice(members, size=cap, replace=False))
+    idx = np.sort(np.concatenate(keep))
+    x = (adata.X if layer is None else adata.layers[layer])[idx]
+    # a gene no subsampled cell expresses cannot be a marker, and its all-tied ranks divide 0 by 0
+    expressed = np.asarray((x != 0).sum(axis=0)).ravel() > 0
+    obs = adata.obs[[groupby]].iloc[idx].copy()
+    obs[groupby] = obs[groupby].astype("category").cat.remove_unused_categories()
+    return ad.AnnData(X=x[:, expressed], obs=obs, var=pd.DataFrame(index=adata.var_names[expressed]))
 
 
 def markers_table(
@@ -394,7 +440,8 @@ def run_cluster(
 
     ``settings`` is a :class:`ClusterSettings` or the ``cluster`` config section, validated against the
     schema (resolutions, resolution, n_neighbors, seed and the marker filters min_logfc, max_pval_adj,
-    min_in_group_fraction, max_out_group_fraction, n_markers, dotplot_genes).
+    min_in_group_fraction, max_out_group_fraction, n_markers, dotplot_genes; max_cells_per_cluster caps the
+    cells per cluster that the markers are ranked on).
     """
     s = ClusterSettings.coerce(settings)
     adata = ad.read_h5ad(integrated)
@@ -412,7 +459,9 @@ def run_cluster(
         resolution=float(s.resolution),
         seed=int(s.seed),
     )
-    marker_genes(adata, groupby="leiden")
+    marker_genes(
+        adata, groupby="leiden", max_cells_per_cluster=s.max_cells_per_cluster, random_state=int(s.seed)
+    )
     table = markers_table(
         adata,
         min_logfc=float(s.min_logfc),

@@ -94,6 +94,50 @@ def test_markers_name_the_programme_of_each_cell_type(clustered):
         assert len(set(top) & set(PROGRAMMES[cell_type])) >= 3, (cell_type, top)
 
 
+def test_capped_markers_rank_at_most_the_cap_per_cluster_and_still_name_the_programmes(clustered):
+    """``max_cells_per_cluster`` (Seurat's ``max.cells.per.ident``): each cluster is ranked on a seeded
+    subsample of at most the cap, the cells ranked are recorded, the same seed gives the same result, and
+    the top markers of each true cell type are still its programme's genes."""
+    cap = 40
+    sizes = clustered.obs["leiden"].value_counts()
+    assert (sizes > cap).sum() >= 3  # the cap really subsamples several clusters
+    capped = hc.marker_genes(clustered, max_cells_per_cluster=cap, random_state=1, copy=True)
+    params = capped.uns["rank_genes_groups"]["params"]
+    assert params["max_cells_per_cluster"] == cap and params["random_state"] == 1
+    assert params["n_cells"] == {str(g): min(int(n), cap) for g, n in sizes.items()}
+    default = clustered.uns["rank_genes_groups"]["params"]  # the fixture ranks with the default cap
+    assert default["max_cells_per_cluster"] == 500 and sizes.max() < 500
+    assert default["n_cells"] == {str(g): int(n) for g, n in sizes.items()}
+    everyone = hc.marker_genes(clustered, max_cells_per_cluster=None, copy=True)
+    assert everyone.uns["rank_genes_groups"]["params"]["max_cells_per_cluster"] == 0
+    # pts come from the subsample: a fraction of at most `cap` cells is a multiple of 1 / n
+    big = str(sizes.index[0])
+    pts = capped.uns["rank_genes_groups"]["pts"][big].to_numpy()
+    np.testing.assert_allclose(pts * cap, np.round(pts * cap), atol=1e-6)
+
+    again = hc.marker_genes(clustered, max_cells_per_cluster=cap, random_state=1, copy=True)
+    other = hc.marker_genes(clustered, max_cells_per_cluster=cap, random_state=2, copy=True)
+    table, same = hc.markers_table(capped), hc.markers_table(again)
+    pd.testing.assert_frame_equal(table, same)
+    assert not table[["gene", "score"]].equals(hc.markers_table(other)[["gene", "score"]])
+
+    from hscseq.datasets import PROGRAMMES
+
+    obs = clustered.obs
+    for cell_type in ("B", "hemogenic_endothelium", "neutrophil", "erythroid"):
+        best = pd.crosstab(obs["leiden"], obs["true_cell_type"])[cell_type].idxmax()
+        top = table.loc[table["cluster"] == best, "gene"].head(15).tolist()
+        assert len(set(top) & set(PROGRAMMES[cell_type])) >= 3, (cell_type, top)
+
+
+def test_a_cap_above_every_cluster_ranks_all_cells(clustered):
+    sizes = clustered.obs["leiden"].value_counts()
+    capped = hc.marker_genes(clustered, max_cells_per_cluster=int(sizes.max()), random_state=5, copy=True)
+    pd.testing.assert_frame_equal(hc.markers_table(capped), hc.markers_table(clustered))
+    with pytest.raises(HscseqInputError, match="negative"):
+        hc.marker_genes(clustered, max_cells_per_cluster=-1, copy=True)
+
+
 def test_markers_table_filters_are_applied(clustered):
     loose = hc.markers_table(
         clustered, min_logfc=0, max_pval_adj=1, min_in_group_fraction=0, max_out_group_fraction=1, n_genes=5
@@ -125,10 +169,13 @@ def test_run_cluster_writes_outputs(integrated, tmp_path):
     integrated.write_h5ad(src)
     out = {k: tmp_path / v for k, v in {"clustered": "c.h5ad", "markers": "m.tsv", "umap": "u.png",
                                           "dotplot": "d.png"}.items()}  # fmt: skip
-    settings = {"resolutions": [0.5, 1.0], "resolution": 0.5, "n_neighbors": 10, "seed": 0, "n_markers": 10}
+    settings = {"resolutions": [0.5, 1.0], "resolution": 0.5, "n_neighbors": 10, "seed": 0, "n_markers": 10,
+                "max_cells_per_cluster": 30}  # fmt: skip
     hc.run_cluster(integrated=str(src), **{k: str(v) for k, v in out.items()}, settings=settings)
     adata = ad.read_h5ad(out["clustered"])
     assert (adata.obs["leiden"] == adata.obs["leiden_r0.5"]).all()
+    ranked = adata.uns["rank_genes_groups"]["params"]
+    assert ranked["max_cells_per_cluster"] == 30 and max(ranked["n_cells"].values()) == 30
     markers = pd.read_csv(out["markers"], sep="\t")
     assert set(markers["cluster"].astype(str)) <= set(adata.obs["leiden"].astype(str))
     assert markers.groupby("cluster").size().max() <= 10

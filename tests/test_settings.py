@@ -9,7 +9,14 @@ import yaml
 
 from hscseq import HscseqInputError
 from hscseq._settings import config_schema, schema_defaults, settings_from_config
-from hscseq.cluster import ClusterSettings, cluster, dotplot_figure, markers_table, run_cluster
+from hscseq.cluster import (
+    ClusterSettings,
+    cluster,
+    dotplot_figure,
+    marker_genes,
+    markers_table,
+    run_cluster,
+)
 from hscseq.fidelity import FidelitySettings
 from hscseq.ingest import IngestSettings, read_sample, run_ingest
 from hscseq.integrate import (
@@ -185,6 +192,7 @@ KEYWORD_DEFAULTS = [
         },
     ),
     (dotplot_figure, "cluster", {"n_genes": "dotplot_genes"}),
+    (marker_genes, "cluster", {"max_cells_per_cluster": "max_cells_per_cluster", "random_state": "seed"}),
     (merge_samples, "merge", _same("min_shared_genes")),
 ]
 

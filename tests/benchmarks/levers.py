@@ -2,8 +2,22 @@
 
 ``python tests/benchmarks/levers.py doublets --seeds 0 1 2`` compares doublet steps on the simulator's
 planted doublets (precision, recall, AUC, seconds) per sample; ``python tests/benchmarks/levers.py epochs``
-compares scVI epoch / batch-size rules by scib-metrics totals on in vivo cells against the simulator's truth.
+compares scVI epoch / batch-size rules by scib-metrics totals on in vivo cells against the simulator's truth;
+``python tests/benchmarks/levers.py cluster --cells 10000 50000 --caps 500 1000 2000`` times each step of the
+cluster stage and compares marker genes ranked on all cells with ``cluster.max_cells_per_cluster`` caps.
 Each writes a TSV next to this file under ``results/`` and prints it.
+
+Rule for the default of ``cluster.max_cells_per_cluster`` (fixed on 2026-12-05 before any capped run):
+for a cap C and a dataset, overlap(C) is the mean over clusters (those with at least one marker in the
+all-cells table) of |A & B| / max(|A|, |B|), where A and B are the first 20 genes of that cluster in
+``markers_table`` with its defaults (filters, top 50 per cluster) on all cells and with the cap (a cluster
+with markers on all cells and none capped scores 0). Score ranks and Spearman correlations do not enter.
+The default is the smallest C in {500, 1000, 2000} with overlap(C) >= 0.8 on the simulated data at 10,000
+and at 50,000 cells (Leiden clusters at the default resolution on a 30-d PCA of the log-normalised counts)
+AND on paul15 (its published clusters as groups; every paul15 cluster has fewer than 500 cells, so there
+C >= 500 ranks all cells and caps 50, 100, 200 are reported to show how the overlap decays below the
+cluster sizes), and only if the capped marker step is faster than the full one at 50,000 cells. If no C
+meets it, the default stays null (all cells).
 """
 
 from __future__ import annotations
@@ -183,11 +197,158 @@ def epochs(seeds: list[int], n_cells: int, n_genes: int, configs: list[str]) -> 
     return pd.DataFrame(rows)
 
 
+def _cluster_data(n_cells: int, where: Path):
+    """Log-normalised cells of ``run.py``'s simulation (3 donors + 1 engineered sample, 15,000 genes; files
+    cached under ``where``) with a 30-d PCA of 2,000 HVGs as ``obsm["X_integrated"]``."""
+    import anndata as ad
+    import scanpy as sc
+    from run import write_data
+
+    sheet = pd.read_csv(write_data(n_cells, 4, 15_000, 0.5, where), sep="\t")
+    adata = ad.concat([ad.read_h5ad(p) for p in sheet["path"]], index_unique="-", merge="same")
+    integrate.normalize(adata)  # normalize_total 1e4 + log1p, counts kept in a layer as in the DAG
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000)
+    adata.obsm["X_integrated"] = integrate.pca(
+        adata.X[:, adata.var["highly_variable"].to_numpy()], n_comps=30
+    )
+    return adata
+
+
+class _StepTimes:
+    """Wraps scanpy's neighbors / umap / leiden so that ``hscseq.cluster.cluster`` is timed step by step."""
+
+    def __init__(self, times: dict[str, float]):
+        import scanpy as sc
+
+        self.times, self.sc, self.saved = times, sc, {}
+
+    def _wrap(self, mod, name: str, label) -> None:
+        func = self.saved[(mod, name)] = getattr(mod, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = func(*args, **kwargs)
+            self.times[label(kwargs)] = time.perf_counter() - start
+            return out
+
+        setattr(mod, name, timed)
+
+    def __enter__(self):
+        self._wrap(self.sc.pp, "neighbors", lambda kw: "neighbors")
+        self._wrap(self.sc.tl, "umap", lambda kw: "umap")
+        self._wrap(self.sc.tl, "leiden", lambda kw: f"leiden_r{kw['resolution']:g}")
+        return self
+
+    def __exit__(self, *exc):
+        for (mod, name), func in self.saved.items():
+            setattr(mod, name, func)
+
+
+def marker_overlap(full: pd.DataFrame, capped: pd.DataFrame, top: int = 20) -> pd.Series:
+    """Per cluster with markers in ``full``: |A & B| / max(|A|, |B|), A and B its first ``top`` genes in each
+    table."""
+    out = {}
+    for cl, df in full.groupby("cluster", observed=True):
+        a = set(df.sort_values("rank")["gene"].head(top))
+        b = set(capped.loc[capped["cluster"].astype(str) == str(cl)].sort_values("rank")["gene"].head(top))
+        out[str(cl)] = len(a & b) / max(len(a), len(b))
+    return pd.Series(out, dtype=float)
+
+
+def _markers(adata, groupby: str, cap: int, seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    from hscseq import cluster as hc
+
+    times = {}
+    start = time.perf_counter()
+    hc.marker_genes(adata, groupby=groupby, max_cells_per_cluster=cap, random_state=seed)
+    times["marker_genes"] = time.perf_counter() - start
+    start = time.perf_counter()
+    table = hc.markers_table(adata)
+    times["markers_table"] = time.perf_counter() - start
+    return table, times
+
+
+def _outputs(adata, markers: pd.DataFrame, where: Path) -> dict[str, float]:
+    """Seconds of the stage's figures and h5ad, written as ``run_cluster`` writes them."""
+    from hscseq import cluster as hc
+    from hscseq._utils import write_h5ad
+
+    times = {}
+    start = time.perf_counter()
+    hc._save_png(hc.umap_figure(adata), where / "umap.png")
+    times["umap_png"] = time.perf_counter() - start
+    start = time.perf_counter()
+    hc._save_png(hc.dotplot_figure(adata, markers=markers), where / "markers_dotplot.png")
+    times["dotplot_png"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_h5ad(adata, where / "clustered.h5ad")
+    times["write_h5ad"] = time.perf_counter() - start
+    return times
+
+
+def cluster_stage(cells: list[int], caps: list[int], seed: int) -> pd.DataFrame:
+    """Each step of the cluster stage (as ``run_cluster`` calls it, default settings) on all cells, then the
+    marker steps again per cap with the overlap of their marker tables with the all-cells one."""
+    from hscseq import cluster as hc
+
+    rows = []
+    work = Path("/tmp/hscseq-cluster-bench")
+    warm = _cluster_data(2000, work / "n2000" / "data")  # numba compiles once, as with the DAG's warm cache
+    hc.cluster(warm, seed=seed)
+    for n in cells:
+        adata = _cluster_data(n, work / f"n{n}" / "data")
+        times: dict[str, float] = {}
+        with _StepTimes(times):
+            hc.cluster(adata, seed=seed)
+        full, t = _markers(adata, "leiden", 0, seed)
+        times.update(t)
+        times.update(_outputs(adata, full, work / f"n{n}"))
+        sizes = adata.obs["leiden"].value_counts()
+        base = {"dataset": "simulated", "cells": adata.n_obs, "clusters": len(sizes),
+                "largest_cluster": int(sizes.max())}  # fmt: skip
+        rows.append({**base, "cap": 0, **times, "total": sum(times.values()), "overlap_top20": 1.0})
+        print(rows[-1], flush=True)
+        for cap in caps:
+            table, t = _markers(adata, "leiden", cap, seed)
+            ov = marker_overlap(full, table)
+            rows.append({**base, "cap": cap, **t, "overlap_top20": ov.mean(), "min_cluster_overlap": ov.min(),
+                         "clusters_with_markers": len(ov)})  # fmt: skip
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def paul15_markers(caps: list[int], seeds: list[int]) -> pd.DataFrame:
+    """Marker overlap on paul15 (2,730 cells, raw counts; published clusters as groups) per cap and seed."""
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.read_h5ad(Path(__file__).parents[1] / "data" / "paul15.h5ad")
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sizes = adata.obs["paul15_clusters"].value_counts()
+    base = {
+        "dataset": "paul15",
+        "cells": adata.n_obs,
+        "clusters": len(sizes),
+        "largest_cluster": int(sizes.max()),
+    }
+    full, t = _markers(adata, "paul15_clusters", 0, 0)
+    rows = [{**base, "cap": 0, **t, "overlap_top20": 1.0}]
+    for cap in caps:
+        for seed in seeds:
+            table, t = _markers(adata, "paul15_clusters", cap, seed)
+            ov = marker_overlap(full, table)
+            rows.append({**base, "cap": cap, "seed": seed, **t, "overlap_top20": ov.mean(),
+                         "min_cluster_overlap": ov.min(), "clusters_with_markers": len(ov)})  # fmt: skip
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("what", choices=["doublets", "epochs", "scrublet"])
+    p.add_argument("what", choices=["doublets", "epochs", "scrublet", "cluster"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cells", type=int, default=3000)
+    p.add_argument("--cells", type=int, nargs="+", default=[3000], help="cells (cluster: one run per value)")
     p.add_argument("--genes", type=int, default=5000)
     p.add_argument("--solo-epochs", type=int, default=100)
     p.add_argument("--solo-steps", type=int, nargs="*", default=[], help="SOLO step budgets to compare")
@@ -197,18 +358,28 @@ def main() -> None:
         default=["0x128", "100x128", "100x512"],
         help="scVI runs as EPOCHSxBATCH (0 epochs = scvi-tools' rule) or sSTEPSxBATCH (rule capped at STEPS)",
     )
+    p.add_argument("--caps", type=int, nargs="*", default=[500, 1000, 2000], help="cluster: cell caps")
+    p.add_argument(
+        "--paul15-caps", type=int, nargs="*", default=[50, 100, 200, 500], help="cluster: caps on paul15"
+    )
     p.add_argument("--tag", default="")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     OUT.mkdir(exist_ok=True)
     if a.what == "doublets":
-        df = doublets(a.seeds, a.cells, a.genes, a.solo_epochs, a.solo_steps)
+        df = doublets(a.seeds, a.cells[0], a.genes, a.solo_epochs, a.solo_steps)
         summary = df.groupby("variant")[["precision", "recall", "auc", "seconds"]].mean()
+    elif a.what == "cluster":
+        from hscseq.workflow import limit_threads
+
+        limit_threads(2)
+        df = pd.concat([cluster_stage(a.cells, a.caps, 0), paul15_markers(a.paul15_caps, a.seeds)])
+        summary = df.set_index(["dataset", "cells", "cap"])[["marker_genes", "overlap_top20"]]
     elif a.what == "scrublet":
-        df = scrublet_knn(a.seeds, a.cells, a.genes)
+        df = scrublet_knn(a.seeds, a.cells[0], a.genes)
         summary = df.groupby("approx_neighbors")[["precision", "recall", "auc", "seconds"]].mean()
     else:
-        df = epochs(a.seeds, a.cells, a.genes, a.configs)
+        df = epochs(a.seeds, a.cells[0], a.genes, a.configs)
         summary = df.groupby("config")[["epochs", "seconds", "batch", "bio", "total"]].mean()
     path = OUT / f"{a.what}{a.tag}.tsv"
     df.to_csv(path, sep="\t", index=False)
