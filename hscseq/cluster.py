@@ -152,12 +152,13 @@ def marker_genes(
     layer
         Layer of log-normalised expression; ``None`` uses X.
     max_cells_per_cluster
-        Rank genes on a seeded subsample of at most this many cells per group (every group keeps
-        ``min(n, max_cells_per_cluster)`` cells; a group's 'rest' is then the union of the other groups'
-        subsamples), as Seurat's ``FindMarkers(max.cells.per.ident=...)``. Scores, fold changes, p-values
-        and the expressing fractions ``pts`` / ``pts_rest`` all come from the subsample, and genes that no
-        subsampled cell expresses are not ranked (they cannot be markers). ``None`` or 0: all cells. The
-        default is the config's (README Performance: the measurement behind it).
+        Rank genes on a seeded subsample of at most this many cells per group (every group keeps ``min(n,
+        max_cells_per_cluster)`` cells; a group's 'rest' is then the union of the other groups' subsamples, so
+        a large group weighs less in the rest than in the data; Seurat's
+        ``FindMarkers(max.cells.per.ident=...)`` samples the group and the whole rest to the cap instead).
+        Scores, fold changes, p-values and the expressing fractions ``pts`` / ``pts_rest`` all come from the
+        subsample, and genes that no subsampled cell expresses are not ranked (they cannot be markers).
+        ``None`` or 0: all cells. The default is the config's (README Performance: the measurement behind it).
     random_state
         Seed of the subsample.
     key_added

@@ -188,8 +188,8 @@ def map_ensemble(
 
 
 def mark_novel(adata: ad.AnnData, novel: np.ndarray, *, key_added: str = "mapping") -> None:
-    """Label ``novel`` cells ``"novel"`` in the ensemble's ``mapped_label`` (never coarse) and recompute the
-    per-type accuracy card (``uns[key_added]["accuracy"]``) from the held-out reference cells' final labels."""
+    """Label ``novel`` cells ``"novel"`` in the ensemble's ``mapped_label`` (never coarse); recompute the
+    per-type accuracy card (``uns[key_added]["accuracy"]``) from the held-out reference cells' labels."""
     obs, uns = adata.obs, adata.uns[key_added]
     novel = np.asarray(novel, dtype=bool)
     final = np.where(novel, NOVEL, obs["mapped_label"].astype(str).to_numpy())

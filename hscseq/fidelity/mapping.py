@@ -227,7 +227,7 @@ def _ensemble_labels(
     hierarchy: Mapping[str, str] | None,
     seed: int,
 ) -> None:
-    """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty is flagged."""
+    """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty."""
     if hierarchy is None and s.hierarchy:
         try:
             hierarchy = load_hierarchy(s.hierarchy)
@@ -255,7 +255,9 @@ def _ensemble_labels(
             adata.obsm.pop(k, None)
 
 
-def _label_codes(adata: ad.AnnData, d: _Design, res: dict[str, np.ndarray], s: FidelitySettings) -> np.ndarray:
+def _label_codes(
+    adata: ad.AnnData, d: _Design, res: dict[str, np.ndarray], s: FidelitySettings
+) -> np.ndarray:
     """Each cell's label code (reference cells: held out) that picks its novelty threshold: the ensemble's
     fine label when it labels the cells, else the kNN vote's."""
     if s.label_method == "ensemble":
@@ -427,9 +429,10 @@ def map_to_reference(
 
     Labels are voted among the ``n_neighbors`` nearest reference cells on neighbourhood-averaged positions
     (``label_metric``), or given by the ensemble (``label_method``); a cell is ``novel`` when its distance to
-    the reference exceeds both nulls of the type it is labelled (:func:`novelty_thresholds`). Reference cells get their held-out (cross-validated)
-    prediction. Every option of the stage (method, spaces, neighbours, quantiles, epochs) comes from the one
-    :class:`~hscseq.fidelity.FidelitySettings` object (the config section ``fidelity``).
+    the reference exceeds both nulls of the type it is labelled (:func:`novelty_thresholds`). Reference cells
+    get their held-out (cross-validated) prediction. Every option of the stage (method, spaces, neighbours,
+    quantiles, epochs) comes from the one :class:`~hscseq.fidelity.FidelitySettings` object (the config
+    section ``fidelity``).
 
     Parameters
     ----------
