@@ -560,7 +560,9 @@ def test_controls_on_a_capped_reference_still_pass_and_fail(small_input):
         layer="counts", seed=0,
     )  # fmt: skip
     got = st.ref.obs.groupby(["reference_label", "donor"], observed=True).size()
-    pd.testing.assert_series_equal(got, sizes.clip(upper=cap), check_names=False)
+    assert {(str(t), str(d)): n for (t, d), n in got.items()} == {
+        (str(t), str(d)): n for (t, d), n in sizes.clip(upper=cap).items()
+    }
     table = fid.controls(work, settings=settings)
     assert table.attrs["reference_cells"] == int(sizes.clip(upper=cap).sum()) < int(ref.sum())
     assert "fidelity" not in work.uns  # the controls leave the object they check alone
