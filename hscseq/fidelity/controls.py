@@ -4,7 +4,10 @@ The controls take the same :class:`~hscseq.fidelity.FidelitySettings` and inputs
 mapping method (kNN or scANVI surgery), the same novelty space (the ``obsm`` key the scorecard measured
 distances in), the same thresholds (quantiles, neighbours, confidence, cells, weights, HSC label) and the same
 programme table (for a held-out donor, the score stage's ``hsc_programme_share`` of that donor's samples).
-Only the number of bootstrap replicates is halved (:attr:`FidelitySettings.controls_n_bootstrap`).
+Only the number of bootstrap replicates is halved (:attr:`FidelitySettings.controls_n_bootstrap`), and with
+``controls_max_cells_per_type`` the controls (their full-reference null included) run on a seeded subsample
+of the reference with at most that many cells per type per donor (:func:`capped_reference`); the mapping and
+the scorecard they check keep every cell.
 """
 
 from __future__ import annotations
@@ -46,6 +49,20 @@ class _ControlSetup:
     seed: int
 
 
+def capped_reference(labels: np.ndarray, donors: np.ndarray, cap: int | None, *, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded subsample with at most ``cap`` cells of every (type, donor) pair (all
+    positions when ``cap`` is None); pairs with fewer cells keep all of them."""
+    if cap is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng([seed, 23])
+    pairs = pd.Series(np.arange(len(labels))).groupby([labels, donors], sort=True)
+    keep = [
+        pos if len(pos) <= cap else rng.choice(pos, size=cap, replace=False)
+        for pos in (g.to_numpy() for _, g in pairs)
+    ]
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
 def _negative_type(latent: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
     """The reference type farthest from every other type (centroid distances)."""
     cents = np.vstack([latent[labels == c].mean(axis=0) for c in classes])
@@ -81,7 +98,19 @@ def _setup(
     layer,
     seed,
 ) -> _ControlSetup:
-    ref = adata[_reference_mask(adata, reference_key)].copy()
+    ref_mask = _reference_mask(adata, reference_key)
+    sub = capped_reference(
+        adata.obs[reference_key].astype(str).to_numpy()[ref_mask],
+        _donor_column(adata, ref_mask)[ref_mask],
+        s.controls_max_cells_per_type,
+        seed=seed,
+    )
+    ref = adata[np.flatnonzero(ref_mask)[sub]].copy()
+    if len(sub) < ref_mask.sum():
+        logger.info(
+            "controls: %d of %d reference cells (at most %d per type per donor, seed %d)",
+            len(sub), int(ref_mask.sum()), s.controls_max_cells_per_type, seed,
+        )  # fmt: skip
     if distance_rep is None:
         distance_rep = novelty_rep(ref, s, random_state=seed)
     labels = ref.obs[reference_key].astype(str).to_numpy()
@@ -297,7 +326,8 @@ def controls(
     -------
     One row per control: control, held_out, expected, pass, fidelity_index (+ CI) and every part.
     ``attrs["settings"]`` holds the settings, ``attrs["effective"]`` the mapping and scorecard parameters
-    each control ran with, ``attrs["null"]`` those of the full reference's null (the controls' thresholds).
+    each control ran with, ``attrs["null"]`` those of the full reference's null (the controls' thresholds),
+    ``attrs["reference_cells"]`` the number of reference cells the controls used.
     """
     s = fidelity_settings(settings, **overrides)
     seed = s.seed if random_state is None else random_state
@@ -331,4 +361,5 @@ def controls(
     table.attrs["settings"] = s.as_params()
     table.attrs["effective"] = effective
     table.attrs["null"] = dict(st.full_null["params"])
+    table.attrs["reference_cells"] = st.ref.n_obs  # after controls_max_cells_per_type
     return table

@@ -45,6 +45,7 @@ class FidelitySettings(StageSettings):
     reference_donor_key: str | None = schema_field(STAGE, "reference_donor_key")
     hsc_label: str | None = schema_field(STAGE, "hsc_label")
     negative_control_type: str | None = schema_field(STAGE, "negative_control_type")
+    controls_max_cells_per_type: int | None = schema_field(STAGE, "controls_max_cells_per_type")
     max_epochs: int = schema_field(STAGE, "max_epochs")
     n_latent: int = schema_field(STAGE, "n_latent")
     de_top_n: int = schema_field(STAGE, "de_top_n")

@@ -5,7 +5,11 @@ planted doublets (precision, recall, AUC, seconds) per sample; ``python tests/be
 compares scVI epoch / batch-size rules by scib-metrics totals on in vivo cells against the simulator's truth;
 ``python tests/benchmarks/levers.py cluster --cells 10000 50000 --caps 500 1000 2000`` times each step of the
 cluster stage and compares marker genes ranked on all cells with ``cluster.max_cells_per_cluster`` caps.
-Each writes a TSV next to this file under ``results/`` and prints it.
+``python tests/benchmarks/levers.py fidelity --cells 10000 50000 --seeds 0 1 --caps 100 250 500`` times the
+fidelity stage's map_to_reference, scorecard and controls (each control, and the steps inside them) and runs
+the controls again with ``fidelity.controls_max_cells_per_type`` caps (``--profile`` adds a cProfile of the
+all-cells controls at the first N and seed). Each writes a TSV next to this file under ``results/`` and
+prints it.
 
 Rule for the default of ``cluster.max_cells_per_cluster`` (fixed on 2026-12-05 before any capped run):
 for a cap C and a dataset, overlap(C) is the mean over clusters (those with at least one marker in the
@@ -18,6 +22,15 @@ AND on paul15 (its published clusters as groups; every paul15 cluster has fewer 
 C >= 500 ranks all cells and caps 50, 100, 200 are reported to show how the overlap decays below the
 cluster sizes), and only if the capped marker step is faster than the full one at 50,000 cells. If no C
 meets it, the default stays null (all cells).
+
+Rule for the default of ``fidelity.controls_max_cells_per_type`` (fixed on 2026-12-06 before any capped run):
+the data are 3 in vivo donors + 1 engineered sample of N/4 cells each (the simulator's default 2,000 genes,
+:func:`hscseq.sweeps.build_fidelity_input`: QC'd cells, 20-d PCA as ``obsm["X_integrated"]``), default
+fidelity settings, so 6 controls (3 positive, 3 negative). For a cap K, every control's pass/fail must be the
+same as on all reference cells and |F_K - F_all| <= 0.02 for every control, at N = 10,000 and 50,000 and
+simulator seeds 0 and 1. The default is the smallest K in {100, 250, 500} meeting it, and only if the capped
+controls are faster than the all-cells controls at 50,000 cells. If no K meets it the default stays null
+(controls on every reference cell).
 """
 
 from __future__ import annotations
@@ -344,9 +357,166 @@ def paul15_markers(caps: list[int], seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _fidelity_data(n_cells: int, seed: int, where: Path):
+    """The fidelity stage's input: 3 in vivo donors + 1 engineered sample of ``n_cells // 4`` cells each
+    (simulator defaults, 2,000 genes), :func:`hscseq.sweeps.build_fidelity_input` (a 20-d PCA stand-in for
+    the scVI latent); cached as h5ad under ``where``."""
+    import anndata as ad
+
+    from hscseq._utils import write_h5ad
+    from hscseq.sweeps import build_fidelity_input
+
+    path = where / f"fidelity_n{n_cells}_s{seed}.h5ad"
+    if path.exists():
+        return ad.read_h5ad(path)
+    per = n_cells // 4
+    specs = [*datasets.reference_specs(per, n_donors=3), datasets.engineered_spec(per)]
+    adata = build_fidelity_input(datasets.simulate(specs, seed=seed), seed=seed)
+    where.mkdir(parents=True, exist_ok=True)
+    write_h5ad(adata, path)
+    return adata
+
+
+class _Timers:
+    """Accumulated seconds of named functions (patched on their modules while the context is open)."""
+
+    def __init__(self, targets: dict[str, tuple[object, str]]):
+        self.targets, self.saved, self.seconds = targets, {}, {}
+
+    def __enter__(self):
+        for label, (mod, name) in self.targets.items():
+            func = self.saved[label] = getattr(mod, name)
+            setattr(mod, name, self._timed(func, label))
+        return self
+
+    def _timed(self, func, label):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    def __exit__(self, *exc):
+        for label, (mod, name) in self.targets.items():
+            setattr(mod, name, self.saved[label])
+
+    def take(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, {}
+        return {k: round(v, 1) for k, v in out.items()}
+
+
+def _fidelity_timers() -> _Timers:
+    """Steps inside map_to_reference / scorecard / controls (nested: a step's time includes its callees)."""
+    import importlib
+
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    mp = importlib.import_module("hscseq.fidelity.mapping")
+    sc = importlib.import_module("hscseq.fidelity.scorecard")
+    return _Timers(
+        {
+            "controls_setup": (ctl, "_setup"),
+            "controls_map": (ctl, "map_to_reference"),
+            "controls_scorecard": (ctl, "scorecard"),
+            "knn_map_core": (mp, "knn_map_core"),
+            "ensemble": (mp, "map_ensemble"),
+            "novelty_rep": (mp, "novelty_rep"),
+            "scorecard_references": (sc, "_comparators"),
+            "scorecard_bootstrap": (sc, "_score_population_pair"),
+        }
+    )
+
+
+def _control_rows(table: pd.DataFrame, seconds: list[float]) -> list[dict]:
+    keys = ("control", "kind", "fidelity_index", "pass")
+    return [
+        {**{k: r[k] for k in keys}, "seconds": round(t, 1)}
+        for (_, r), t in zip(table.iterrows(), seconds, strict=True)
+    ]
+
+
+def _timed_controls(adata, settings, timers: _Timers, cap: int | None) -> tuple[pd.DataFrame, dict]:
+    """Controls with the cap; per-control seconds from the order ``_run_control`` is called in."""
+    import importlib
+
+    from hscseq import fidelity as fid
+
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    per, run = [], ctl._run_control
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = run(*args, **kwargs)
+        per.append(time.perf_counter() - start)
+        return out
+
+    ctl._run_control = timed
+    try:
+        start = time.perf_counter()
+        s = settings.replace(controls_max_cells_per_type=cap)
+        table = fid.controls(adata, settings=s, distance_rep=adata.uns["fidelity"]["params"]["distance_rep"])
+        total = time.perf_counter() - start
+    finally:
+        ctl._run_control = run
+    steps = {"controls": round(total, 1), **timers.take()}
+    steps["reference_cells"] = table.attrs.get("reference_cells", int(adata.obs["is_reference"].sum()))
+    return table.assign(seconds=per), steps
+
+
+def fidelity_stage(cells: list[int], caps: list[int], seeds: list[int], profile: bool) -> pd.DataFrame:
+    """map_to_reference, scorecard and controls (default settings) on all reference cells, timed step by step;
+    then the controls per cap. One row per (N, seed, cap, control) with the step seconds of that run."""
+    from hscseq import fidelity as fid
+
+    where = Path("/tmp/hscseq-fidelity-bench")
+    settings = fid.FidelitySettings.from_config({})
+    rows = []
+    for n in cells:
+        for seed in seeds:
+            adata = _fidelity_data(n, seed, where)
+            base = {"cells": adata.n_obs, "seed": seed, "reference_cells": 0}
+            with _fidelity_timers() as timers:
+                start = time.perf_counter()
+                fid.map_to_reference(adata, settings=settings)
+                main = {"map_to_reference": round(time.perf_counter() - start, 1), **timers.take()}
+                start = time.perf_counter()
+                fid.scorecard(adata, settings=settings)
+                card = {"scorecard": round(time.perf_counter() - start, 1), **timers.take()}
+                print({**base, "main": main, "scorecard": card}, flush=True)
+                for cap in [None, *caps]:
+                    if profile and cap is None and n == cells[0] and seed == seeds[0]:
+                        _profiled(adata, settings, timers, where / f"controls_n{n}.prof")
+                    table, steps = _timed_controls(adata, settings, timers, cap)
+                    run = {**base, "reference_cells": steps.pop("reference_cells"), "cap": cap or 0}
+                    for r in _control_rows(table, list(table["seconds"])):
+                        rows.append({**run, **r, **{f"main_{k}": v for k, v in main.items()},
+                                     **{f"card_{k}": v for k, v in card.items()}, **steps})  # fmt: skip
+                    print(run, steps, table[["control", "fidelity_index", "pass", "seconds"]], flush=True)
+    return pd.DataFrame(rows)
+
+
+def _profiled(adata, settings, timers: _Timers, path: Path) -> None:
+    """cProfile of the all-cells controls (top 30 by cumulative time printed; the stats file kept)."""
+    import cProfile
+    import pstats
+
+    from hscseq import fidelity as fid
+
+    prof = cProfile.Profile()
+    prof.enable()
+    fid.controls(adata, settings=settings, distance_rep=adata.uns["fidelity"]["params"]["distance_rep"])
+    prof.disable()
+    timers.take()
+    prof.dump_stats(path)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("what", choices=["doublets", "epochs", "scrublet", "cluster"])
+    p.add_argument("what", choices=["doublets", "epochs", "scrublet", "cluster", "fidelity"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cells", type=int, nargs="+", default=[3000], help="cells (cluster: one run per value)")
     p.add_argument("--genes", type=int, default=5000)
@@ -362,6 +532,7 @@ def main() -> None:
     p.add_argument(
         "--paul15-caps", type=int, nargs="*", default=[50, 100, 200, 500], help="cluster: caps on paul15"
     )
+    p.add_argument("--profile", action="store_true", help="fidelity: cProfile the all-cells controls")
     p.add_argument("--tag", default="")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -375,6 +546,14 @@ def main() -> None:
         limit_threads(2)
         df = pd.concat([cluster_stage(a.cells, a.caps, 0), paul15_markers(a.paul15_caps, a.seeds)])
         summary = df.set_index(["dataset", "cells", "cap"])[["marker_genes", "overlap_top20"]]
+    elif a.what == "fidelity":
+        from hscseq.workflow import limit_threads
+
+        limit_threads(2)
+        df = fidelity_stage(a.cells, a.caps, a.seeds, a.profile)
+        summary = df.pivot_table(
+            index=["cells", "seed", "cap"], columns="control", values="fidelity_index", aggfunc="first"
+        ).join(df.groupby(["cells", "seed", "cap"])[["controls", "reference_cells"]].first())
     elif a.what == "scrublet":
         df = scrublet_knn(a.seeds, a.cells[0], a.genes)
         summary = df.groupby("approx_neighbors")[["precision", "recall", "auc", "seconds"]].mean()

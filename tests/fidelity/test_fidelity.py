@@ -528,3 +528,45 @@ def test_control_references_share_the_counts_and_leave_the_reference_alone(small
     assert "_ref" in st.null_ref.obs and "_ref" not in st.ref.obs
     assert st.full_null["params"]["null_quantile"] == settings.null_quantile  # the full reference's null
     assert "fidelity" not in st.ref.uns
+
+
+def test_capped_reference_keeps_at_most_the_cap_per_type_and_donor():
+    """The controls' subsample: at most ``cap`` cells of each (type, donor), smaller pairs whole, seeded."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    labels = np.repeat(["A", "A", "B", "C"], [50, 30, 8, 40])
+    donors = np.array(["d1"] * 50 + ["d2"] * 30 + ["d1"] * 8 + ["d2"] * 40)
+    pos = ctl.capped_reference(labels, donors, 20, seed=3)
+    kept = pd.Series(1, index=pd.MultiIndex.from_arrays([labels[pos], donors[pos]])).groupby(level=[0, 1])
+    assert kept.sum().to_dict() == {("A", "d1"): 20, ("A", "d2"): 20, ("B", "d1"): 8, ("C", "d2"): 20}
+    assert len(np.unique(pos)) == len(pos) and np.all(np.diff(pos) > 0)
+    np.testing.assert_array_equal(pos, ctl.capped_reference(labels, donors, 20, seed=3))
+    assert not np.array_equal(pos, ctl.capped_reference(labels, donors, 20, seed=4))
+    np.testing.assert_array_equal(ctl.capped_reference(labels, donors, None, seed=3), np.arange(128))
+
+
+def test_controls_on_a_capped_reference_still_pass_and_fail(small_input):
+    """With ``controls_max_cells_per_type`` the controls map and score a seeded subsample of the reference
+    (at most the cap per type per donor): the held-out donors still pass (F >= 0.9) and the absent type still
+    scores as off-target (F <= 0.2); the main mapping is not touched."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    cap = 15
+    work = small_input.copy()
+    ref = work.obs["reference_label"].notna().to_numpy()
+    sizes = work.obs.loc[ref].groupby(["reference_label", "donor"], observed=True).size()
+    assert (sizes > cap).any() and (sizes < cap).any()  # the cap bites on some pairs only
+    settings = fid.FidelitySettings.from_config({"n_bootstrap": 10, "controls_max_cells_per_type": cap})
+    st = ctl._setup(
+        work, settings, reference_key="reference_label", use_rep="X_integrated", distance_rep=None,
+        layer="counts", seed=0,
+    )  # fmt: skip
+    got = st.ref.obs.groupby(["reference_label", "donor"], observed=True).size()
+    assert {(str(t), str(d)): n for (t, d), n in got.items()} == {
+        (str(t), str(d)): n for (t, d), n in sizes.clip(upper=cap).items()
+    }
+    table = fid.controls(work, settings=settings)
+    assert table.attrs["reference_cells"] == int(sizes.clip(upper=cap).sum()) < int(ref.sum())
+    assert "fidelity" not in work.uns  # the controls leave the object they check alone
+    positive, negative = table[table["kind"] == "positive"], table[table["kind"] == "negative"]
+    assert len(positive) == len(negative) == 2
+    assert (positive["fidelity_index"] >= 0.9).all() and positive["pass"].all()
+    assert (negative["fidelity_index"] <= 0.2).all() and negative["pass"].all()
