@@ -406,6 +406,18 @@ def _uns_record(
     }
 
 
+def _distance_rep(adata: ad.AnnData, s: FidelitySettings, distance_rep: str | None, seed: int) -> str | None:
+    """The ``obsm`` key novelty distances are measured in: ``distance_rep`` if present, else the settings'."""
+    if distance_rep is None:
+        return novelty_rep(adata, s, random_state=seed)
+    if distance_rep not in adata.obsm:
+        raise input_error(
+            f"obsm has no {distance_rep!r} to measure distances in.",
+            fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
+        )
+    return distance_rep
+
+
 def map_to_reference(
     adata: ad.AnnData,
     *,
@@ -496,13 +508,7 @@ def map_to_reference(
     d = _design(
         adata, reference_key, s, donor_key=donor_key, stage_key=stage_key, sample_key=sample_key, seed=seed
     )
-    if distance_rep is None:
-        distance_rep = novelty_rep(adata, s, random_state=seed)
-    elif distance_rep not in adata.obsm:
-        raise input_error(
-            f"obsm has no {distance_rep!r} to measure distances in.",
-            fix="compute it first (e.g. hscseq.fidelity.uncorrected_pca).",
-        )
+    distance_rep = _distance_rep(adata, s, distance_rep, seed)
     if method == "knn":
         res = _map_knn(adata, d, s, use_rep=use_rep, distance_rep=distance_rep, full=null is not None)
     else:
