@@ -8,8 +8,12 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +152,12 @@ def check_raw_counts(
             path=path,
             fix=fix,
         )
+
+
+def capped_positions(groups: Iterable[np.ndarray], cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions keeping at most ``cap`` of each group's positions (``groups``: arrays of positions,
+    drawn in the order given, without replacement, with ``rng``); smaller groups stay whole."""
+    import numpy as np
+
+    keep = [pos if len(pos) <= cap else rng.choice(pos, size=cap, replace=False) for pos in groups]
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)

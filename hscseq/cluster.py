@@ -18,7 +18,7 @@ import pandas as pd
 
 from hscseq._plotting import finish, save_and_close
 from hscseq._settings import StageSettings, schema_field
-from hscseq._utils import input_error, write_h5ad, write_table
+from hscseq._utils import capped_positions, input_error, write_h5ad, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -217,13 +217,9 @@ def _subsample_groups(adata: ad.AnnData, groupby: str, layer: str | None, cap: i
     """A light AnnData (the expression of ``layer`` or X in X, ``obs[groupby]``) of at most ``cap`` cells per
     group, drawn without replacement with ``seed``, in the original cell order, and of the genes that some
     of these cells express."""
-    rng = np.random.default_rng(seed)
     codes = adata.obs[groupby].astype("category").cat.codes.to_numpy()
-    keep = []
-    for code in np.unique(codes):
-        members = np.flatnonzero(codes == code)
-        keep.append(members if len(members) <= cap else rng.choice(members, size=cap, replace=False))
-    idx = np.sort(np.concatenate(keep))
+    groups = (np.flatnonzero(codes == code) for code in np.unique(codes))
+    idx = capped_positions(groups, cap, np.random.default_rng(seed))
     x = (adata.X if layer is None else adata.layers[layer])[idx]
     # a gene no subsampled cell expresses cannot be a marker, and its all-tied ranks divide 0 by 0
     expressed = np.asarray((x != 0).sum(axis=0)).ravel() > 0

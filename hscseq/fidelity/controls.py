@@ -22,6 +22,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from hscseq._utils import capped_positions
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
 from hscseq.fidelity.parts import _counts, _donor_column, _hsc_label, _Reference
 from hscseq.fidelity.scorecard import scorecard
@@ -54,13 +55,8 @@ def capped_reference(labels: np.ndarray, donors: np.ndarray, cap: int | None, *,
     positions when ``cap`` is None); pairs with fewer cells keep all of them."""
     if cap is None:
         return np.arange(len(labels))
-    rng = np.random.default_rng([seed, 23])
     pairs = pd.Series(np.arange(len(labels))).groupby([labels, donors], sort=True)
-    keep = [
-        pos if len(pos) <= cap else rng.choice(pos, size=cap, replace=False)
-        for pos in (g.to_numpy() for _, g in pairs)
-    ]
-    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+    return capped_positions((g.to_numpy() for _, g in pairs), cap, np.random.default_rng([seed, 23]))
 
 
 def _negative_type(latent: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:

@@ -45,6 +45,11 @@ def smoothing_groups(
     return out
 
 
+def _labelled(lab: pd.Series) -> np.ndarray:
+    """Cells with a reference label (not missing, empty, "nan" or "None")."""
+    return lab.notna().to_numpy() & ~lab.astype(str).isin(["", "nan", "None"]).to_numpy()
+
+
 def accuracy_card(
     truth: np.ndarray, pred: np.ndarray, classes: list[str], hierarchy: Mapping[str, str]
 ) -> pd.DataFrame:
@@ -101,7 +106,7 @@ def map_ensemble(
     ``reliability`` (held-out bins) and ``ece``.
     """
     lab = adata.obs[reference_key]
-    ref_mask = lab.notna().to_numpy() & ~lab.astype(str).isin(["", "nan", "None"]).to_numpy()
+    ref_mask = _labelled(lab)
     labels = lab.astype(str).to_numpy()
     classes = sorted(pd.unique(labels[ref_mask]))
     codes = pd.Categorical(labels[ref_mask], categories=classes).codes.astype(int)
@@ -196,7 +201,7 @@ def mark_novel(adata: ad.AnnData, novel: np.ndarray, *, key_added: str = "mappin
     obs["mapped_label"] = pd.Categorical(final)
     obs["mapped_coarse"] = obs["mapped_coarse"].to_numpy(dtype=bool) & ~novel
     lab = obs[uns["params"]["reference_key"]]
-    ref = lab.notna().to_numpy() & ~lab.astype(str).isin(["", "nan", "None"]).to_numpy()
+    ref = _labelled(lab)
     uns["accuracy"] = accuracy_card(
         lab.astype(str).to_numpy()[ref], final[ref], list(uns["labels"]), uns["hierarchy"]
     )
