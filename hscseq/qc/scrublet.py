@@ -5,6 +5,15 @@ sample of a few hundred to a few thousand blood cells has about ten cell states,
 noise to the kNN), log-transformed normalised counts and 4 simulated doublets per cell (a denser reference of
 simulated doublets for small samples). On the simulator (demo at half scale, 3 seeds) this raised Scrublet's
 AUC of planted doublets from ~0.91 to ~0.95.
+
+Memory: ``scanpy.pp.scrublet`` z-scores the observed and simulated cells' HVG matrix densely (float64,
+held several times: the centred copy, a dense-as-sparse copy, the array handed to PCA), so its peak grows
+with (1 + ``sim_doublet_ratio``) x cells x HVGs: ~11 GB for a 25,000-cell sample with 4 simulated doublets
+per cell. :func:`_run_scrublet` runs the same steps (scanpy's preprocessing functions, scanpy's
+``Scrublet`` kNN classifier) but z-scores implicitly: the HVG matrices are scaled by the observed genes'
+standard deviations (sparse) and scikit-learn's ARPACK PCA centres them without densifying
+(:func:`zscore_pca`, the same decomposition as scanpy's dense PCA, same start vector). Scores agree with
+``scanpy.pp.scrublet`` to numerical precision (tested).
 """
 
 from __future__ import annotations
@@ -14,12 +23,62 @@ import logging
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from hscseq.qc.metrics import _as_csr
 from hscseq.qc.settings import DEFAULT_SETTINGS as _D
 from hscseq.qc.thresholds import otsu_threshold
 
 logger = logging.getLogger(__name__)
+
+
+def zscore_pca(
+    obs: sp.spmatrix, sim: sp.spmatrix, *, n_comps: int, random_state: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of the observed cells' z-scored genes; both matrices projected on it. Nothing densified.
+
+    z = (x - mean_obs) / sd_obs (sd with ddof 1, as scanpy's); the scaling is applied to the sparse
+    matrices and scikit-learn's ARPACK PCA centres implicitly, so the components are those of
+    ``scanpy.pp.scrublet``'s dense z-scored PCA (same ARPACK start vector from ``random_state``).
+    """
+    from sklearn.decomposition import PCA
+
+    obs = sp.csr_matrix(obs, dtype=np.float64)
+    n = obs.shape[0]
+    mean = np.asarray(obs.mean(axis=0)).ravel()
+    var = (np.asarray(obs.multiply(obs).mean(axis=0)).ravel() - mean**2) * n / max(n - 1, 1)
+    scale = sp.diags(1.0 / np.sqrt(np.clip(var, np.finfo(float).tiny, None)))
+    obs_s = obs @ scale
+    sim_s = sp.csr_matrix(sim, dtype=np.float64) @ scale
+    pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=random_state).fit(obs_s)
+    return pca.transform(obs_s), pca.transform(sim_s)
+
+
+def _scrublet_inputs(
+    counts: sp.spmatrix, names: pd.Index, *, log_transform: bool, sim_doublet_ratio: float, seed: int
+) -> tuple[ad.AnnData, ad.AnnData]:
+    """scanpy.pp.scrublet's preprocessing: observed and simulated cells, normalised, on the HVGs."""
+    import scanpy as sc
+
+    obs = ad.AnnData(X=_as_csr(counts).astype(np.float32), obs=pd.DataFrame(index=names))
+    sc.pp.filter_genes(obs, min_cells=3)
+    sc.pp.filter_cells(obs, min_genes=3)
+    obs.layers["raw"] = obs.X.copy()
+    sc.pp.normalize_total(obs)
+    obs.layers["log1p"] = obs.X.copy()
+    sc.pp.log1p(obs, layer="log1p")
+    sc.pp.highly_variable_genes(obs, layer="log1p")
+    del obs.layers["log1p"]
+    obs = obs[:, obs.var["highly_variable"].to_numpy()].copy()
+    sim = sc.pp.scrublet_simulate_doublets(
+        obs, layer="raw", sim_doublet_ratio=sim_doublet_ratio, random_seed=seed
+    )
+    del obs.layers["raw"]
+    for a in (obs, sim):
+        if log_transform:
+            sc.pp.log1p(a)
+        sc.pp.normalize_total(a, target_sum=1e6)
+    return obs, sim
 
 
 def _run_scrublet(
@@ -32,37 +91,28 @@ def _run_scrublet(
     sim_doublet_ratio: float = _D.scrublet_sim_doublet_ratio,
     approx_neighbors: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Scrublet through scanpy on raw counts; threshold by :func:`otsu_threshold` on simulated scores.
+    """Scrublet (scanpy's steps, sparse z-scoring: module doc); threshold by :func:`otsu_threshold`.
 
-    Besides the calls, returns Scrublet's own estimate of the sample's doublet rate: the share of cells
-    called divided by the share of simulated doublets that are detectable (above the threshold).
+    Cells Scrublet filters out (fewer than 3 genes) get a NaN score. Besides the calls, returns Scrublet's
+    own estimate of the sample's doublet rate: the share of cells called divided by the share of simulated
+    doublets that are detectable (above the threshold).
     """
-    import scanpy as sc
+    # scanpy's Scrublet class (private module; scanpy is pinned in constraints.txt) scores the kNN graph
+    from scanpy.preprocessing._scrublet.core import Scrublet
 
-    tmp = ad.AnnData(
-        X=_as_csr(adata.X).astype(np.float32),
-        obs=pd.DataFrame(index=adata.obs_names),
-        var=pd.DataFrame(index=adata.var_names),
+    obs, sim = _scrublet_inputs(
+        adata.X, adata.obs_names, log_transform=log_transform, sim_doublet_ratio=sim_doublet_ratio, seed=seed
     )
-    # threshold given so that scanpy does not need scikit-image; the real threshold is set below
+    scrub = Scrublet(obs.X, expected_doublet_rate=rate, stdev_doublet_rate=0.02, random_state=seed)
+    n_comps = int(max(2, min(n_prin_comps, obs.n_obs - 1, obs.n_vars - 1)))
+    scrub.set_manifold(*zscore_pca(obs.X, sim.X, n_comps=n_comps, random_state=scrub._random_state))
     # approx_neighbors=False (exact scikit-learn kNN) by default: pynndescent >= 0.6 returned a scipy
-    # csr_array that scanpy 1.11.5 cannot read (fails from ~4k cells on); constraints.txt now pins 0.5.13,
-    # with which the approximate path works too (`tests/benchmarks/levers.py scrublet` compares the two).
-    # The placeholder threshold makes Scrublet divide by a zero detectable fraction: silenced here.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sc.pp.scrublet(
-            tmp,
-            expected_doublet_rate=rate,
-            threshold=1.0,
-            n_prin_comps=int(max(2, min(n_prin_comps, tmp.n_obs - 1, tmp.n_vars - 1))),
-            log_transform=bool(log_transform),
-            sim_doublet_ratio=float(sim_doublet_ratio),
-            use_approx_neighbors=approx_neighbors,
-            random_state=seed,
-            verbose=False,
-        )
-    scores = tmp.obs["doublet_score"].to_numpy(dtype=np.float64)
-    sim = np.asarray(tmp.uns["scrublet"]["doublet_scores_sim"], dtype=np.float64)
+    # csr_array that scanpy 1.11.5 cannot read; constraints.txt pins 0.5.13, with which the approximate
+    # path works too (`tests/benchmarks/levers.py scrublet` compares the two).
+    scrub.calculate_doublet_scores(use_approx_neighbors=approx_neighbors, distance_metric="euclidean")
+    scores = pd.Series(scrub.doublet_scores_obs_, index=obs.obs_names).reindex(adata.obs_names)
+    scores = scores.to_numpy(dtype=np.float64)
+    sim = np.asarray(scrub.doublet_scores_sim_, dtype=np.float64)
     threshold = otsu_threshold(sim)
     how = "Otsu threshold of simulated doublet scores"
     if threshold is None:
