@@ -232,6 +232,25 @@ def test_primitive_versus_definitive_call(stage):
 # ------------------------------------------------------------------------------ null, coverage, species
 
 
+def test_aucell_ranks_do_not_depend_on_the_block_of_cells():
+    """AUCell's ranks are built a block of cells at a time (memory); the blocks must not change a rank."""
+    import scipy.sparse as sp
+
+    from hscseq.score.cores import aucell_rank_matrix
+
+    X = sp.random(230, 60, density=0.3, format="csr", random_state=1)
+    X.data = np.round(X.data * 4)  # ties, broken at random
+    whole = aucell_rank_matrix(X, max_rank=12, rng=np.random.default_rng(5), block=10_000)
+    blocked = aucell_rank_matrix(X, max_rank=12, rng=np.random.default_rng(5), block=17)
+    assert (whole != blocked).nnz == 0
+    # each cell recovers its top genes: weight 12 on its highest value, none on undetected genes
+    dense, w = X.toarray(), whole.toarray()
+    top = w.argmax(axis=1)
+    assert np.all(dense[np.arange(230), top] == dense.max(axis=1))
+    assert not np.any((w > 0) & (dense == 0))
+    assert np.all((w > 0).sum(axis=1) == np.minimum(12, (dense > 0).sum(axis=1)))
+
+
 def test_null_is_calibrated_for_random_sets(toy):
     adata = _lognorm(toy)
     rng = np.random.default_rng(1)

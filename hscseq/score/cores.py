@@ -55,17 +55,29 @@ def matched_random_sets(
 
 
 def aucell_rank_matrix(
-    X: sp.spmatrix | np.ndarray, *, max_rank: int, rng: np.random.Generator
+    X: sp.spmatrix | np.ndarray, *, max_rank: int, rng: np.random.Generator, block: int = 10_000
 ) -> sp.csr_matrix:
     """Per-cell gene ranks for AUCell as a sparse recovery-weight matrix.
 
     Genes of each cell are ranked by decreasing expression (ties broken at random, seeded); entry
     ``(cell, gene)`` holds ``max_rank - rank`` for the ``max_rank`` top genes (rank 0 = highest) and is
     empty otherwise. Undetected genes are never recovered (AUCell breaks ties among zeros at random; a
-    zero carries no evidence, so they count as not recovered here). The matrix stays sparse.
+    zero carries no evidence, so they count as not recovered here). The matrix stays sparse. Cells are
+    ranked ``block`` at a time (the sort holds ~60 bytes per detected value: 8 GB for 91,000 cells at
+    1,500 genes each in one piece); the tie-breaking draws follow the cells, so the result does not depend
+    on ``block``.
     """
     X = sp.csr_matrix(X)
     X.eliminate_zeros()
+    parts = [
+        _top_rank_weights(X[start : start + block], max_rank=max_rank, rng=rng)
+        for start in range(0, X.shape[0], max(1, int(block)))
+    ]
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix(X.shape, dtype=np.float32)
+
+
+def _top_rank_weights(X: sp.csr_matrix, *, max_rank: int, rng: np.random.Generator) -> sp.csr_matrix:
+    """:func:`aucell_rank_matrix` of one block of cells (``X`` without explicit zeros)."""
     n_cells, n_genes = X.shape
     rows = np.repeat(np.arange(n_cells), np.diff(X.indptr))
     jitter = rng.random(len(X.data))
