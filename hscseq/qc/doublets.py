@@ -43,8 +43,9 @@ def detect_doublets(
 ) -> ad.AnnData | None:
     """Doublets of one sample (one droplet run) with Scrublet and SOLO, combined by ``rule``.
 
-    Scrublet (``scanpy.pp.scrublet``) simulates doublets from the sample's own cells and scores each cell
-    by the share of simulated doublets among its neighbours; the call threshold separates the two groups
+    Scrublet (``scanpy.pp.scrublet``'s steps without its dense z-score: :mod:`hscseq.qc.scrublet`)
+    simulates doublets from the sample's own cells and scores each cell by the share of simulated doublets
+    among its neighbours; the call threshold separates the two groups
     of simulated-doublet scores (:func:`otsu_threshold`; Scrublet's own histogram-minimum rule fails on the
     gappy score histograms of small samples). SOLO
     (``scvi.external.SOLO``) trains a classifier of simulated doublets vs. cells on an scVI latent space;
@@ -53,7 +54,7 @@ def detect_doublets(
     a generative model). ``expected_rate`` (default: from the number of cells, see
     :func:`expected_doublet_rate`) sets Scrublet's prior.
 
-    Scrublet's parameters default to small-sample values (why: :mod:`hscseq.qc.scrublet`).
+    Scrublet's parameters default to small-sample values (why, and its memory: :mod:`hscseq.qc.scrublet`).
 
     Combination rules. ``"rank"`` (default): each cell's combined score is the mean of its percentile
     ranks in the methods' scores (:func:`rank_doublet_score`), and the cells called are the top
