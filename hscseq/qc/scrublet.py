@@ -8,12 +8,12 @@ AUC of planted doublets from ~0.91 to ~0.95.
 
 Memory: ``scanpy.pp.scrublet`` z-scores the observed and simulated cells' HVG matrix densely (float64,
 held several times: the centred copy, a dense-as-sparse copy, the array handed to PCA), so its peak grows
-with (1 + ``sim_doublet_ratio``) x cells x HVGs: ~11 GB for a 25,000-cell sample with 4 simulated doublets
-per cell. :func:`_run_scrublet` runs the same steps (scanpy's preprocessing functions, scanpy's
-``Scrublet`` kNN classifier) but z-scores implicitly: the HVG matrices are scaled by the observed genes'
-standard deviations (sparse) and scikit-learn's ARPACK PCA centres them without densifying
-(:func:`zscore_pca`, the same decomposition as scanpy's dense PCA, same start vector). Scores agree with
-``scanpy.pp.scrublet`` to numerical precision (tested).
+with (1 + ``sim_doublet_ratio``) x cells x HVGs: 17.6 GB for a 25,000-cell sample with 4 simulated
+doublets per cell (3.0 GB this way). :func:`_run_scrublet` runs the same steps (scanpy's preprocessing
+functions, scanpy's ``Scrublet`` kNN classifier) but z-scores implicitly: the HVG matrices are scaled by
+the observed genes' standard deviations (sparse) and scikit-learn's ARPACK PCA centres them without
+densifying (:func:`zscore_pca`, the same decomposition as scanpy's dense PCA, same start vector). Scores
+agree with ``scanpy.pp.scrublet`` to numerical precision (tested).
 """
 
 from __future__ import annotations
