@@ -69,9 +69,10 @@ def aucell_rank_matrix(
     """
     X = sp.csr_matrix(X)
     X.eliminate_zeros()
+    step = max(1, int(block))
     parts = [
-        _top_rank_weights(X[start : start + block], max_rank=max_rank, rng=rng)
-        for start in range(0, X.shape[0], max(1, int(block)))
+        _top_rank_weights(X[start : start + step], max_rank=max_rank, rng=rng)
+        for start in range(0, X.shape[0], step)
     ]
     return sp.vstack(parts, format="csr") if parts else sp.csr_matrix(X.shape, dtype=np.float32)
 

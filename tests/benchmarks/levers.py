@@ -429,12 +429,9 @@ def _fidelity_timers() -> _Timers:
     )
 
 
-def _control_rows(table: pd.DataFrame, seconds: list[float]) -> list[dict]:
+def _control_rows(table: pd.DataFrame) -> list[dict]:
     keys = ("control", "kind", "fidelity_index", "pass")
-    return [
-        {**{k: r[k] for k in keys}, "seconds": round(t, 1)}
-        for (_, r), t in zip(table.iterrows(), seconds, strict=True)
-    ]
+    return [{**{k: r[k] for k in keys}, "seconds": round(r["seconds"], 1)} for _, r in table.iterrows()]
 
 
 def _timed_controls(adata, settings, timers: _Timers, cap: int | None) -> tuple[pd.DataFrame, dict]:
@@ -490,7 +487,7 @@ def fidelity_stage(cells: list[int], caps: list[int], seeds: list[int], profile:
                         _profiled(adata, settings, timers, where / f"controls_n{n}.prof")
                     table, steps = _timed_controls(adata, settings, timers, cap)
                     run = {**base, "reference_cells": steps.pop("reference_cells"), "cap": cap or 0}
-                    for r in _control_rows(table, list(table["seconds"])):
+                    for r in _control_rows(table):
                         rows.append({**run, **r, **{f"main_{k}": v for k, v in main.items()},
                                      **{f"card_{k}": v for k, v in card.items()}, **steps})  # fmt: skip
                     print(run, steps, table[["control", "fidelity_index", "pass", "seconds"]], flush=True)
