@@ -93,6 +93,7 @@ def _setup(
     distance_rep: str | None,
     layer,
     seed,
+    reference_null: Mapping[str, Any] | None = None,
 ) -> _ControlSetup:
     ref_mask = _reference_mask(adata, reference_key)
     sub = capped_reference(
@@ -112,6 +113,14 @@ def _setup(
     labels = ref.obs[reference_key].astype(str).to_numpy()
     donors = _donor_column(ref, np.ones(ref.n_obs, bool))
     donor_list = sorted(pd.unique(donors))
+    # a kNN mapping of this object with the same settings, seed and spaces (the stage's main mapping) has
+    # this null when the controls keep every reference cell and its donors as folds: the thresholds come
+    # from the reference cells' held-out folds alone, whatever the query cells
+    reuse = len(sub) == ref_mask.sum() and len(donor_list) >= 2 and reference_null is not None
+    if reuse:
+        want = {"method": "knn", "reference_key": reference_key, "use_rep": use_rep, "null_given": False,
+                "distance_rep": distance_rep, "random_state": seed, "settings": s.as_params()}  # fmt: skip
+        reuse = all(reference_null["params"].get(k) == v for k, v in want.items())
     if len(donor_list) < 2:
         rng = np.random.default_rng([seed, 11])
         donors = np.where(rng.random(ref.n_obs) < 0.2, "heldout_20pct", "rest")
@@ -121,18 +130,11 @@ def _setup(
     if negative is None:
         space = use_rep if use_rep in ref.obsm else distance_rep
         negative = _negative_type(np.asarray(ref.obsm[space], dtype=float), labels, classes)
-    full = _alias(ref)
-    full.obs["donor"] = donors
-    map_to_reference(
-        full,
-        settings=s,
-        reference_key=reference_key,
-        use_rep=use_rep,
-        distance_rep=distance_rep,
-        donor_key="donor",
-        layer=layer,
-        random_state=seed,
-    )
+    if reuse:
+        logger.info("controls: the full reference's null is the main mapping's (every reference cell)")
+        full_null = reference_null
+    else:
+        full_null = _full_null(ref, s, donors, reference_key, use_rep, distance_rep, layer, seed)
     null_ref = _alias(ref)
     null_ref.obs["donor"] = donors
     null_ref.obs["_ref"] = labels  # the label column the control objects use
@@ -152,13 +154,38 @@ def _setup(
         donors,
         donor_list,
         negative,
-        full.uns["fidelity"],
+        full_null,
         null_ref,
         prog_null,
         distance_rep,
         seed,
     )
 
+
+def _full_null(
+    ref: ad.AnnData,
+    s: FidelitySettings,
+    donors: np.ndarray,
+    reference_key: str,
+    use_rep: str,
+    distance_rep: str,
+    layer: str | None,
+    seed: int,
+) -> Mapping[str, Any]:
+    """The full reference's null: ``uns["fidelity"]`` of the reference mapped onto itself, donors as folds."""
+    full = _alias(ref)
+    full.obs["donor"] = donors
+    map_to_reference(
+        full,
+        settings=s,
+        reference_key=reference_key,
+        use_rep=use_rep,
+        distance_rep=distance_rep,
+        donor_key="donor",
+        layer=layer,
+        random_state=seed,
+    )
+    return full.uns["fidelity"]
 
 def _control_programme(programme: pd.DataFrame | None, samples: pd.Series) -> pd.DataFrame | None:
     """The programme table row of a held-out donor: its samples' shares, weighted by their cells."""
@@ -283,6 +310,7 @@ def controls(
     distance_rep: str | None = None,
     layer: str | None = "counts",
     random_state: int | None = None,
+    reference_null: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> pd.DataFrame:
     """Positive and negative controls of the fidelity index, from the reference alone.
@@ -315,6 +343,11 @@ def controls(
         Layer with raw counts.
     random_state
         Seed (default ``settings.seed``).
+    reference_null
+        ``uns["fidelity"]`` of a mapping of ``adata`` (e.g. the scorecard's). When it is a kNN mapping with
+        these settings, seed and spaces, and the controls use every reference cell and real donors, its
+        thresholds are the full reference's null and the controls do not map the reference onto itself again
+        (the same table, one mapping of the whole reference less).
     overrides
         Settings fields to change for this call, validated against the schema.
 
@@ -335,6 +368,7 @@ def controls(
         distance_rep=distance_rep,
         layer=layer,
         seed=seed,
+        reference_null=reference_null,
     )
     rows, effective = [], []
     for k, d in enumerate(st.donor_list[:5]):

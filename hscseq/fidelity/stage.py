@@ -133,6 +133,7 @@ def score_with_controls(
             settings=settings,
             programme=programme,
             distance_rep=work.uns["fidelity"]["params"]["distance_rep"],
+            reference_null=work.uns["fidelity"],
         )
     return table, comp, control_table
 

@@ -570,3 +570,28 @@ def test_controls_on_a_capped_reference_still_pass_and_fail(small_input):
     assert len(positive) == len(negative) == 2
     assert (positive["fidelity_index"] >= 0.9).all() and positive["pass"].all()
     assert (negative["fidelity_index"] <= 0.2).all() and negative["pass"].all()
+
+
+def test_controls_reuse_the_main_mappings_null_only_when_it_is_theirs(small_input):
+    """The scorecard's kNN mapping already holds the full reference's null (its thresholds come from the
+    reference cells' held-out donors, whatever the query): computed afresh it is the same, so the controls
+    reuse it, and only with the same settings and every reference cell (a cap or other quantiles remap)."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    settings = fid.FidelitySettings.from_config({"n_bootstrap": 10})
+    work = small_input.copy()
+    fid.map_to_reference(work, settings=settings)
+    main = work.uns["fidelity"]
+    where = {
+        "reference_key": "reference_label",
+        "use_rep": "X_integrated",
+        "distance_rep": main["params"]["distance_rep"],
+        "layer": "counts",
+        "seed": settings.seed,
+    }
+    fresh = ctl._setup(work, settings, **where).full_null
+    assert fresh is not main and fresh["labels"] == main["labels"]
+    np.testing.assert_allclose(fresh["distance_thresholds"], main["distance_thresholds"], rtol=1e-6)
+    assert fresh["uncertainty_threshold"] == pytest.approx(main["uncertainty_threshold"], rel=1e-6)
+    assert ctl._setup(work, settings, **where, reference_null=main).full_null is main
+    for other in (settings.replace(null_quantile=0.9), settings.replace(controls_max_cells_per_type=15)):
+        assert ctl._setup(work, other, **where, reference_null=main).full_null is not main
