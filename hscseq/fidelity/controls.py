@@ -187,6 +187,7 @@ def _full_null(
     )
     return full.uns["fidelity"]
 
+
 def _control_programme(programme: pd.DataFrame | None, samples: pd.Series) -> pd.DataFrame | None:
     """The programme table row of a held-out donor: its samples' shares, weighted by their cells."""
     if programme is None or "hsc_programme_share" not in programme or "sample" not in programme:
