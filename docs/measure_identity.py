@@ -44,13 +44,13 @@ def simulator(seed: int) -> None:
     d = Path(tempfile.mkdtemp())
     write_h5ad(adata, d / "clustered.h5ad")
     score.run_score(
-        clustered=str(d / "clustered.h5ad"),
-        scored=str(d / "scored.h5ad"),
+        integrated=str(d / "clustered.h5ad"),
+        scores=str(d / "scores.h5ad"),
         programme=str(d / "hsc_programme.tsv"),
         figure=str(d / "scores.png"),
         settings={"n_null": 60, "n_bootstrap": 200, "min_coverage": 0.4},
     )
-    obs = ad.read_h5ad(d / "scored.h5ad").obs
+    obs = ad.read_h5ad(d / "clustered.h5ad").obs.join(ad.read_h5ad(d / "scores.h5ad").obs)
     eng = obs[obs["condition"] == "engineered"]
     ct = eng["true_cell_type"].astype(str).to_numpy()
     keep = np.isin(ct, ["HSC", *datasets.LOOKALIKE_TYPES])

@@ -30,6 +30,16 @@ def _lognorm(adata: ad.AnnData) -> ad.AnnData:
     return adata
 
 
+def _run_score(source, files: dict, settings: dict) -> None:
+    """The score stage on ``source`` (an integrated-stage-like h5ad), then what the fidelity stage reads:
+    ``source`` with the stage's scores attached, written to ``files["scored"]``."""
+    run = {k: str(v) for k, v in files.items() if k != "scored"}
+    score.run_score(integrated=str(source), settings=settings, **run)
+    joined = ad.read_h5ad(source)
+    score.attach_scores(joined, ad.read_h5ad(files["scores"]), path=str(files["scores"]))
+    write_h5ad(joined, files["scored"])
+
+
 @pytest.fixture(scope="module")
 def paul15_lognorm(paul15):
     return _lognorm(paul15.copy())
@@ -55,17 +65,14 @@ def clustered(demo_small, tmp_path_factory):
 def stage(clustered):
     out = clustered.parent
     files = {
+        "scores": out / "scores.h5ad",
         "scored": out / "scored.h5ad",
         "programme": out / "hsc_programme.tsv",
         "figure": out / "scores.png",
         "coverage": out / "coverage.tsv",
         "missing": out / "missing.tsv",
     }
-    score.run_score(
-        clustered=str(clustered),
-        settings={"n_null": 60, "n_bootstrap": 300},
-        **{k: str(v) for k, v in files.items()},
-    )
+    _run_score(clustered, files, {"n_null": 60, "n_bootstrap": 300})
     return {k: v for k, v in files.items()}
 
 
@@ -305,8 +312,8 @@ def test_raw_counts_in_x_are_rejected(clustered, tmp_path):
     write_h5ad(adata, bad)
     with pytest.raises(HscseqInputError, match="log-normalised"):
         score.run_score(
-            clustered=str(bad),
-            scored=str(tmp_path / "s.h5ad"),
+            integrated=str(bad),
+            scores=str(tmp_path / "s.h5ad"),
             programme=str(tmp_path / "p.tsv"),
             figure=str(tmp_path / "f.png"),
             settings={},
@@ -329,14 +336,15 @@ def identity_stage(tmp_path_factory):
     adata.uns["hscseq"] = {"merge": {"species": "mouse"}}
     out = tmp_path_factory.mktemp("identity")
     write_h5ad(adata, out / "clustered.h5ad")
-    files = {"scored": out / "scored.h5ad", "programme": out / "hsc_programme.tsv", "figure": out / "s.png"}
+    files = {
+        "scores": out / "scores.h5ad",
+        "scored": out / "scored.h5ad",
+        "programme": out / "hsc_programme.tsv",
+        "figure": out / "s.png",
+    }
     # the simulator's 2,000-gene universe measures 10 of the 21 source-built erythroid genes (0.48): score
     # with min_coverage 0.4 so the erythroid lineage programme is measured at all
-    score.run_score(
-        clustered=str(out / "clustered.h5ad"),
-        settings={"n_null": 60, "n_bootstrap": 200, "min_coverage": 0.4},
-        **{k: str(v) for k, v in files.items()},
-    )
+    _run_score(out / "clustered.h5ad", files, {"n_null": 60, "n_bootstrap": 200, "min_coverage": 0.4})
     return files
 
 
@@ -480,13 +488,11 @@ def test_human_identity_applies_the_calvanese_gate(tmp_path):
     write_h5ad(adata, tmp_path / "c.h5ad")
     files = {
         k: str(tmp_path / name)
-        for k, name in (("scored", "s.h5ad"), ("programme", "p.tsv"), ("figure", "f.png"))
-    }
-    score.run_score(
-        clustered=str(tmp_path / "c.h5ad"),
-        settings={"n_null": 40, "n_bootstrap": 100, "min_coverage": 0.4},
-        **files,
-    )
+        for k, name in (
+            ("scores", "scores.h5ad"), ("scored", "s.h5ad"), ("programme", "p.tsv"), ("figure", "f.png")
+        )
+    }  # fmt: skip
+    _run_score(tmp_path / "c.h5ad", files, {"n_null": 40, "n_bootstrap": 100, "min_coverage": 0.4})
     b = ad.read_h5ad(files["scored"])
     info = b.uns["hsc_identity"]
     assert info["params"]["use_gate"]
@@ -500,3 +506,18 @@ def test_human_identity_applies_the_calvanese_gate(tmp_path):
     assert _auroc(ct[keep] == "HSC", eng["hsc_score"].to_numpy()[keep]) >= 0.95
     lookalike = np.isin(ct, datasets.LOOKALIKE_TYPES)
     assert (eng["hsc_identity"].to_numpy()[lookalike] == "HSC-like").mean() <= 0.05
+
+
+def test_scores_file_holds_only_the_stage_annotations_and_refuses_other_cells(stage, clustered, tmp_path):
+    """The score stage writes what it added (no matrix, no input column); joining it to cells that are not
+    the scored ones (another run, another order) is an input error naming the file."""
+    scores = ad.read_h5ad(stage["scores"])
+    source = ad.read_h5ad(clustered)
+    assert scores.n_vars == 0 and scores.X is None
+    assert "hsc_score" in scores.obs and "score_hsc_native" in scores.obs
+    assert not set(scores.obs.columns) & set(source.obs.columns)
+    assert scores.uns["hscseq"]["score"]["hsc_signature"] == "hsc_native"
+    shuffled = source[::-1].copy()
+    with pytest.raises(HscseqInputError, match=r"scores\.h5ad") as err:
+        score.attach_scores(shuffled, scores, path=str(stage["scores"]))
+    assert "rerun the score stage" in str(err.value)

@@ -24,6 +24,7 @@ from hscseq.fidelity.scorecard import scorecard as _scorecard
 from hscseq.fidelity.settings import FidelitySettings
 from hscseq.fidelity.timecourse import timecourse as _timecourse
 from hscseq.merge import analysis_species
+from hscseq.score.run import attach_scores
 
 logger = logging.getLogger(__name__)
 
@@ -61,23 +62,26 @@ class _Source:
     profiles: bool = False
 
 
-def _read_scored(scored: str) -> ad.AnnData:
-    adata = ad.read_h5ad(scored)
+def _read_input(clustered: str, scores: str | None) -> ad.AnnData:
+    """The clustered cells with the score stage's annotations (``scores``; None: already on them)."""
+    adata = ad.read_h5ad(clustered)
+    if scores:
+        attach_scores(adata, ad.read_h5ad(scores), path=scores)
     for col in ("sample", "condition"):
         if col not in adata.obs:
             raise input_error(
-                f"obs lacks {col!r}.", path=scored, fix="run the pipeline from the score stage."
+                f"obs lacks {col!r}.", path=clustered, fix="run the pipeline from the integrate stage."
             )
     if "counts" not in adata.layers:
         raise input_error(
             "layers['counts'] (raw counts) is missing.",
-            path=scored,
-            fix="rerun the integrate/score stages; they keep raw counts in layers['counts'].",
+            path=clustered,
+            fix="rerun the integrate stage; it keeps raw counts in layers['counts'].",
         )
     return adata
 
 
-def _reference_source(adata: ad.AnnData, s: FidelitySettings, scored: str) -> _Source:
+def _reference_source(adata: ad.AnnData, s: FidelitySettings, path: str) -> _Source:
     """Reference (first that applies): ``settings.reference`` (an h5ad), the sheet's in vivo samples, the
     built-in HematoMap profiles (human only)."""
     if s.reference:
@@ -103,7 +107,7 @@ def _reference_source(adata: ad.AnnData, s: FidelitySettings, scored: str) -> _S
         raise input_error(
             f"no single-cell reference and the analysis species is {species!r}; the built-in "
             "profile reference is human only.",
-            path=scored,
+            path=path,
             fix="label the in vivo samples (label_column) or set fidelity.reference.",
         )
     return _Source(adata, "built-in HematoMap human bone-marrow profiles", s, profiles=True)
@@ -188,7 +192,7 @@ def _cell_table(adata: ad.AnnData) -> pd.DataFrame:
 
 def run_fidelity(
     *,
-    scored: str,
+    clustered: str,
     programme: str,
     final: str,
     cells: str,
@@ -202,8 +206,12 @@ def run_fidelity(
     mapping_accuracy: str | None = None,
     mapping_calibration: str | None = None,
     calibration_figure: str | None = None,
+    scores: str | None = None,
 ) -> None:
     """Stage entry point: map, score, control, explain; write the final object and the tables.
+
+    ``clustered`` is the cluster stage's h5ad, ``scores`` the score stage's annotations of the same cells
+    (:func:`hscseq.score.attach_scores`; None when ``clustered`` already carries them, e.g. from a notebook).
 
     With ``label_method: ensemble`` it also writes the per-type accuracy card of held-out reference cells
     (``mapping_accuracy``), the reliability bins and expected calibration errors (``mapping_calibration``)
@@ -218,9 +226,9 @@ def run_fidelity(
     output (``controls``) is requested, with the scorecard's settings and programme table.
     """
     s = FidelitySettings.from_config(settings)
-    adata = _read_scored(scored)
+    adata = _read_input(clustered, scores)
     prog_table = pd.read_csv(programme, sep="\t") if programme and Path(programme).is_file() else None
-    src = _reference_source(adata, s, scored)
+    src = _reference_source(adata, s, clustered)
     s = src.settings
     logger.info(
         "fidelity reference: %s; method %s", src.description, "profiles" if src.profiles else s.method

@@ -38,7 +38,14 @@ from hscseq.score.ontogeny import (
 )
 from hscseq.score.plotting import plot_scores
 from hscseq.score.programme import missing_programme, programme_deficit
-from hscseq.score.run import IDENTITY_SIGNATURES, run_identity, run_score, stage_signatures
+from hscseq.score.run import (
+    IDENTITY_SIGNATURES,
+    attach_scores,
+    run_identity,
+    run_score,
+    score_annotations,
+    stage_signatures,
+)
 from hscseq.score.scoring import score_signatures
 from hscseq.score.settings import ScoreSettings, score_settings
 from hscseq.score.signatures import (
@@ -59,6 +66,7 @@ __all__ = [
     "ScoreSettings",
     "Signature",
     "analysis_species",
+    "attach_scores",
     "aucell_rank_matrix",
     "aucell_top_n",
     "bootstrap_fraction_ci",
@@ -82,6 +90,7 @@ __all__ = [
     "run_identity",
     "run_score",
     "sample_call",
+    "score_annotations",
     "score_settings",
     "score_signatures",
     "set_scores",

@@ -1,9 +1,11 @@
 """The score stage's entry point (the Snakemake rule's one call): :func:`run_score`.
 
-Reads the clustered h5ad, scores the library and user signatures (:func:`~hscseq.score.score_signatures`),
+Reads the integrated h5ad, scores the library and user signatures (:func:`~hscseq.score.score_signatures`),
 calls HSC identity, HSC-likeness, stage and ontogeny (:func:`run_identity`), compares HSC-like cells with in
-vivo HSCs (:func:`~hscseq.score.missing_programme`) and writes the scored h5ad, the per-sample programme
-table, a figure and optional coverage / missing-gene tables. Settings: one :class:`ScoreSettings`.
+vivo HSCs (:func:`~hscseq.score.missing_programme`) and writes what it added (obs columns and uns entries,
+no matrix: :func:`score_annotations`), the per-sample programme table, a figure and optional coverage /
+missing-gene tables. Settings: one :class:`ScoreSettings`. Scoring needs neither the clusters nor the UMAP,
+so the DAG runs this stage beside clustering; the fidelity stage joins both (:func:`attach_scores`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _check_input(adata: ad.AnnData, path: str) -> None:
         raise input_error(
             f"obs lacks the column(s) {missing}.",
             path=path,
-            fix="run the upstream stages (ingest -> cluster) which add them.",
+            fix="run the upstream stages (ingest -> integrate) which add them.",
         )
     if adata.n_obs == 0:
         raise input_error("no cells.", path=path, fix="check the QC thresholds upstream.")
@@ -130,17 +132,47 @@ def run_identity(
     )
 
 
+def score_annotations(adata: ad.AnnData, before: pd.DataFrame, before_uns: Mapping[str, Any]) -> ad.AnnData:
+    """What scoring added to or changed in ``adata`` (obs was ``before``, uns ``before_uns``): those obs
+    columns and uns entries on the same cells, without a matrix (the stage's ``scores`` h5ad: kilobytes per
+    thousand cells, where a copy of the whole object is gigabytes at 100k cells)."""
+    cols = [c for c in adata.obs if c not in before or not adata.obs[c].equals(before[c])]
+    uns = {k: v for k, v in adata.uns.items() if k != "hscseq" and before_uns.get(k) is not v}
+    uns["hscseq"] = {"score": adata.uns["hscseq"]["score"]}
+    return ad.AnnData(obs=adata.obs[cols].copy(), uns=uns)
+
+
+def attach_scores(adata: ad.AnnData, scores: ad.AnnData, *, path: str) -> None:
+    """Put the score stage's annotations (:func:`score_annotations`, read from ``path``) on ``adata``, the
+    same cells in the same order (the clustered object of the same run)."""
+    if not adata.obs_names.equals(scores.obs_names):
+        raise input_error(
+            f"its {scores.n_obs} cells are not the {adata.n_obs} cells of the clustered h5ad (same names, "
+            "same order).",
+            path=path,
+            fix="rerun the score stage on this run's integrated h5ad (or delete the file and rerun the DAG).",
+        )
+    for c in scores.obs:
+        adata.obs[c] = scores.obs[c].values  # by position (names checked): categories kept
+    for k, v in scores.uns.items():
+        if k == "hscseq":
+            adata.uns.setdefault("hscseq", {})["score"] = v["score"]
+        else:
+            adata.uns[k] = v
+
+
 def _write_outputs(
     adata: ad.AnnData,
     table: pd.DataFrame,
     *,
-    scored: str,
+    scores: ad.AnnData,
+    scores_path: str,
     programme: str,
     figure: str,
     coverage: str | None,
     missing: str | None,
 ) -> None:
-    write_h5ad(adata, scored)
+    write_h5ad(scores, scores_path)
     write_table(table, programme, index=False)
     if coverage:
         cov = adata.uns["signatures"]["coverage"].merge(
@@ -154,21 +186,22 @@ def _write_outputs(
 
 def run_score(
     *,
-    clustered: str,
-    scored: str,
+    integrated: str,
+    scores: str,
     programme: str,
     figure: str,
     settings: ScoreSettings | Mapping[str, Any],
     coverage: str | None = None,
     missing: str | None = None,
 ) -> None:
-    """Score the clustered cells and write the scored h5ad, the HSC-programme table and a figure.
+    """Score the integrated cells and write their scores, the HSC-programme table and a figure.
 
     ``settings`` is the ``score`` config section (or a :class:`ScoreSettings`); it becomes one
     :class:`ScoreSettings` (schema defaults, validated: an unknown key is an error).
 
-    Outputs: ``scored`` (obs ``hsc_score`` = the identity-aware HSC score of
-    :mod:`hscseq.score.identity`, ``score_<name>`` (+ ``_z``, ``_p``) for every library / user signature
+    Outputs: ``scores`` (an h5ad of the same cells without a matrix, :func:`score_annotations`: obs
+    ``hsc_score`` = the identity-aware HSC score of :mod:`hscseq.score.identity`, ``score_<name>`` (+ ``_z``,
+    ``_p``) for every library / user signature
     (the native programme alone: ``score_hsc_native``), ``hsc_identity`` (class) and its ``_score``,
     ``_lineage``, ``_gate``, ``hsc_like``, ``hsc_stage``, ``ontogeny``; uns ``signatures``, ``hsc_identity``,
     ``hsc_like``, ``hsc_stage``, ``missing_programme``, ``ontogeny``), ``programme`` (one row per sample,
@@ -177,12 +210,15 @@ def run_score(
     ``missing`` (per sample and gene comparison with in vivo HSCs).
     """
     s = score_settings(settings)
-    if not Path(clustered).is_file():
-        raise input_error("the clustered h5ad does not exist.", path=clustered, fix="run the cluster stage.")
-    adata = ad.read_h5ad(clustered)
-    _check_input(adata, clustered)
+    if not Path(integrated).is_file():
+        raise input_error(
+            "the integrated h5ad does not exist.", path=integrated, fix="run the integrate stage."
+        )
+    adata = ad.read_h5ad(integrated)
+    _check_input(adata, integrated)
+    before, before_uns = adata.obs.copy(), dict(adata.uns)
     species = analysis_species(adata)
-    signatures = stage_signatures(s, species=species, path=clustered)
+    signatures = stage_signatures(s, species=species, path=integrated)
     logger.info(
         "scoring %d signatures (%s) on %d cells, species %s", len(signatures), s.method, adata.n_obs, species
     )
@@ -217,7 +253,14 @@ def run_score(
         "species": species,
     }
     _write_outputs(
-        adata, table, scored=scored, programme=programme, figure=figure, coverage=coverage, missing=missing
+        adata,
+        table,
+        scores=score_annotations(adata, before, before_uns),
+        scores_path=scores,
+        programme=programme,
+        figure=figure,
+        coverage=coverage,
+        missing=missing,
     )
     logger.info(
         "HSC-like fractions:\n%s",

@@ -169,9 +169,13 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
     scored = mapped.copy()
     for col in [c for c in scored.obs if c in ("predicted_label", "novel", "is_reference")]:
         del scored.obs[col]
-    scored.obs["hsc_score"] = np.linspace(0, 1, scored.n_obs)
-    scored.obs["ontogeny_call"] = "definitive"
-    write_h5ad(scored, tmp_path / "scored.h5ad")
+    write_h5ad(scored, tmp_path / "clustered.h5ad")
+    # the score stage's file: its columns on the same cells, no matrix (the stage joins the two)
+    scores = ad.AnnData(obs=pd.DataFrame(index=scored.obs_names))
+    scores.obs["hsc_score"] = np.linspace(0, 1, scored.n_obs)
+    scores.obs["ontogeny_call"] = "definitive"
+    scores.uns["hscseq"] = {"score": {"hsc_signature": "hsc_native"}}
+    write_h5ad(scores, tmp_path / "scores.h5ad")
     pd.DataFrame({"sample": ["engineered_7TF"], "hsc_programme_share": [0.6]}).to_csv(
         tmp_path / "programme.tsv", sep="\t", index=False
     )
@@ -189,7 +193,8 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
         }.items()
     }
     fid.run_fidelity(
-        scored=str(tmp_path / "scored.h5ad"),
+        clustered=str(tmp_path / "clustered.h5ad"),
+        scores=str(tmp_path / "scores.h5ad"),
         programme=str(tmp_path / "programme.tsv"),
         settings={"n_bootstrap": 20, "de_top_n": 30, "de_max_genes": 200},
         **out,
@@ -201,6 +206,8 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
     cells = pd.read_csv(out["cells"], sep="\t")
     assert len(cells) == mapped.n_obs
     assert {"cell_id", "predicted_label", "novel", "hsc_score", "ontogeny_call"} <= set(cells.columns)
+    by_cell = cells.set_index("cell_id").loc[scored.obs_names.astype(str), "hsc_score"]
+    np.testing.assert_allclose(by_cell, np.linspace(0, 1, scored.n_obs))  # each cell got its own score
     ctrl = pd.read_csv(out["controls"], sep="\t")
     assert set(ctrl["kind"]) == {"positive", "negative"}
     assert ctrl["pass"].all(), ctrl[["control", "fidelity_index"]]
@@ -230,7 +237,7 @@ def _run_with_reference_h5ad(tmp_path, ref: ad.AnnData, engineered: ad.AnnData, 
     # no controls: with scANVI they train five more models (their setup is tested on small data below)
     out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition")}
     fid.run_fidelity(
-        scored=str(tmp_path / "scored.h5ad"),
+        clustered=str(tmp_path / "scored.h5ad"),
         programme="",
         final=str(tmp_path / "final.h5ad"),
         cells=str(tmp_path / "cells.tsv.gz"),
@@ -369,7 +376,7 @@ def test_profile_reference_maps_lineages_and_refuses_mouse(tmp_path):
     write_h5ad(mouse, tmp_path / "scored.h5ad")
     with pytest.raises(HscseqInputError, match="human only"):
         fid.run_fidelity(
-            scored=str(tmp_path / "scored.h5ad"),
+            clustered=str(tmp_path / "scored.h5ad"),
             programme="",
             final=str(tmp_path / "f.h5ad"),
             cells=str(tmp_path / "c.tsv.gz"),
@@ -388,7 +395,7 @@ def test_missing_counts_is_an_input_error(mapped, tmp_path):
     write_h5ad(bad, tmp_path / "scored.h5ad")
     with pytest.raises(HscseqInputError, match="counts"):
         fid.run_fidelity(
-            scored=str(tmp_path / "scored.h5ad"),
+            clustered=str(tmp_path / "scored.h5ad"),
             programme="",
             final=str(tmp_path / "f.h5ad"),
             cells=str(tmp_path / "c.tsv.gz"),
@@ -492,7 +499,7 @@ def test_profile_reference_stage_writes_tables_and_figure(tmp_path):
     write_h5ad(human, tmp_path / "scored.h5ad")
     out = {k: str(tmp_path / f"{k}.tsv") for k in ("scorecard", "composition")}
     fid.run_fidelity(
-        scored=str(tmp_path / "scored.h5ad"),
+        clustered=str(tmp_path / "scored.h5ad"),
         programme="",
         final=str(tmp_path / "f.h5ad"),
         cells=str(tmp_path / "c.tsv.gz"),

@@ -1,6 +1,7 @@
 rule fidelity:
     input:
-        scored="results/score/scored.h5ad",
+        clustered="results/cluster/clustered.h5ad",
+        scores="results/score/scores.h5ad",
         programme="results/tables/hsc_programme.tsv",
         provenance="results/provenance.json",
     output:

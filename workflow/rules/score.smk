@@ -1,8 +1,8 @@
 rule score:
     input:
-        clustered="results/cluster/clustered.h5ad",
+        integrated="results/integrate/integrated.h5ad",
     output:
-        scored="results/score/scored.h5ad",
+        scores="results/score/scores.h5ad",
         programme="results/tables/hsc_programme.tsv",
         coverage="results/tables/signature_coverage.tsv",
         missing="results/tables/hsc_missing_genes.tsv",
