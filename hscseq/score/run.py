@@ -50,6 +50,18 @@ IDENTITY_SIGNATURES = (
 )
 
 
+def _read_expression(path: str) -> ad.AnnData:
+    """The integrated h5ad without what scoring never reads (raw-count layers, embeddings, graphs): X, obs,
+    var and uns. The counts layer is half of the file (1.4 of 2.8 GB at 100k cells), and this job runs
+    beside clustering."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        parts = {k: read_elem(f[k]) for k in ("X", "obs", "var", "uns") if k in f}
+    return ad.AnnData(**parts)
+
+
 def _check_input(adata: ad.AnnData, path: str) -> None:
     missing = [c for c in ("sample", "condition") if c not in adata.obs]
     if missing:
@@ -214,7 +226,7 @@ def run_score(
         raise input_error(
             "the integrated h5ad does not exist.", path=integrated, fix="run the integrate stage."
         )
-    adata = ad.read_h5ad(integrated)
+    adata = _read_expression(integrated)
     _check_input(adata, integrated)
     before, before_uns = adata.obs.copy(), dict(adata.uns)
     species = analysis_species(adata)
