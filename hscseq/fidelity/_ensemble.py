@@ -66,11 +66,13 @@ def _column_sums(x) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _standardise(train, test, clip: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+def _standardise(train, test, clip: float = 10.0, *, block: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """Scale genes to unit variance on ``train`` (centred on the train mean), clip at ``clip``.
 
-    The results are dense float32 (the classifier's input); each is built in place, so the peak is one
-    float32 copy of ``train`` and one of ``test`` (no float64 temporaries of the whole matrix).
+    Values are computed in float32, ``block`` cells at a time. ``train`` comes back as float64, the dtype
+    scikit-learn's lbfgs fits on, so the classifier does not copy it again: the peak is that one array (a
+    float32 copy plus scikit-learn's float64 one before, 1.5x; 4.4 GB at 183,000 reference cells x 2,000
+    HVGs). ``test`` stays float32 (prediction does not copy it).
     """
     total, total_sq = _column_sums(train)
     mean, sq = total / max(train.shape[0], 1), total_sq / max(train.shape[0], 1)
@@ -78,14 +80,18 @@ def _standardise(train, test, clip: float = 10.0) -> tuple[np.ndarray, np.ndarra
     std = np.where(std > 0, std, 1.0)
     mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
 
-    def scale(x):
-        dense = x.toarray() if sp.issparse(x) else np.array(x)  # a new array either way
-        dense = dense.astype(np.float32, copy=False)
-        dense -= mean32
-        dense /= std32
-        return np.clip(dense, -clip, clip, out=dense)
+    def scale(x, dtype) -> np.ndarray:
+        out = np.empty(x.shape, dtype=dtype)
+        for i in range(0, x.shape[0], block):
+            part = x[i : i + block]
+            dense = part.toarray() if sp.issparse(part) else np.array(part)  # a new array either way
+            dense = dense.astype(np.float32, copy=False)
+            dense -= mean32
+            dense /= std32
+            out[i : i + block] = np.clip(dense, -clip, clip, out=dense)
+        return out
 
-    return scale(train), scale(test)
+    return scale(train, np.float64), scale(test, np.float32)
 
 
 def logistic_proba(
