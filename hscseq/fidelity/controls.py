@@ -214,12 +214,13 @@ def _control_object(st: _ControlSetup, reference_key: str, held_donor: str, kind
     held = st.donors == held_donor
     lab = st.labels.astype(object).copy()
     lab[held] = ""
-    if kind == "positive":
+    if kind == "positive":  # every reference cell: the reference's matrices, annotations of its own
         keep = np.ones(st.ref.n_obs, bool)
+        work = _alias(st.ref)
     else:
         is_type = st.labels == st.negative_type
         keep = (~held & ~is_type) | (held & is_type)
-    work = st.ref[keep].copy()
+        work = st.ref[keep].copy()
     work.obs["_ref"] = pd.Series(lab[keep], index=work.obs_names).replace("", np.nan)
     work.obs["_sample"] = np.where(held[keep], CONTROL, "reference")
     work.obs["_condition"] = np.where(held[keep], CONTROL, "in_vivo")

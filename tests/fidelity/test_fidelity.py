@@ -535,6 +535,13 @@ def test_control_references_share_the_counts_and_leave_the_reference_alone(small
     assert "_ref" in st.null_ref.obs and "_ref" not in st.ref.obs
     assert st.full_null["params"]["null_quantile"] == settings.null_quantile  # the full reference's null
     assert "fidelity" not in st.ref.uns
+    # a positive control maps every reference cell: on the reference's own matrices, not a copy (a copy
+    # of the reference's counts and X per control: a 250,000-cell run was killed for memory in its first)
+    positive = ctl._control_object(st, "reference_label", st.donor_list[0], "positive")
+    assert np.shares_memory(positive.X.data, st.ref.X.data)
+    assert "_ref" in positive.obs and "_sample" not in st.ref.obs
+    fid.map_to_reference(positive, settings=settings, reference_key="_ref", sample_key="_sample")
+    assert "fidelity" not in st.ref.uns and "predicted_label" not in st.ref.obs
 
 
 def test_capped_reference_keeps_at_most_the_cap_per_type_and_donor():
