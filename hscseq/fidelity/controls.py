@@ -32,6 +32,7 @@ from hscseq.fidelity.spaces import novelty_rep
 logger = logging.getLogger(__name__)
 
 CONTROL = "control"
+EXCLUDED = "excluded"  # cells a negative control leaves out of both its reference and its query
 
 
 @dataclass
@@ -209,23 +210,35 @@ def _control_programme(programme: pd.DataFrame | None, samples: pd.Series) -> pd
     return pd.DataFrame([{"sample": CONTROL, **row}])
 
 
-def _control_object(st: _ControlSetup, reference_key: str, held_donor: str, kind: str) -> ad.AnnData:
-    """Reference minus the held-out donor (minus the off-target type too for the negative control)."""
+def _control_object(
+    st: _ControlSetup, reference_key: str, held_donor: str, kind: str, *, alias: bool = True
+) -> ad.AnnData:
+    """Reference minus the held-out donor (minus the off-target type too for the negative control).
+
+    The held-out donor's cells are the query (sample ``control``). A negative control queries only that
+    donor's cells of the off-target type; the cells it leaves out (the donor's other cells, the other donors'
+    cells of the type) stay in the object unlabelled, as sample ``excluded``, which the scorecard does not
+    score: a kNN mapping labels and measures each query cell against the reference alone (its smoothing
+    groups are drawn per sample), so they change none of the control's numbers, and the control maps on the
+    reference's own matrices. ``alias=False`` (scANVI surgery, which trains on every query cell) drops
+    them from a copy instead.
+    """
     held = st.donors == held_donor
     lab = st.labels.astype(object).copy()
+    sample = np.where(held, CONTROL, "reference").astype(object)
+    if kind == "negative":
+        excluded = held != (st.labels == st.negative_type)
+        sample[excluded] = EXCLUDED
+        lab[excluded] = ""
     lab[held] = ""
-    if kind == "positive":  # every reference cell: the reference's matrices, annotations of its own
-        keep = np.ones(st.ref.n_obs, bool)
-        work = _alias(st.ref)
-    else:
-        is_type = st.labels == st.negative_type
-        keep = (~held & ~is_type) | (held & is_type)
-        work = st.ref[keep].copy()
-    work.obs["_ref"] = pd.Series(lab[keep], index=work.obs_names).replace("", np.nan)
-    work.obs["_sample"] = np.where(held[keep], CONTROL, "reference")
-    work.obs["_condition"] = np.where(held[keep], CONTROL, "in_vivo")
-    work.obs["donor"] = st.donors[keep]
-    work.obs["batch"] = st.donors[keep]
+    keep = sample != EXCLUDED
+    work = _alias(st.ref) if alias or keep.all() else st.ref[keep].copy()
+    rows = slice(None) if work.n_obs == st.ref.n_obs else keep
+    work.obs["_ref"] = pd.Series(lab[rows], index=work.obs_names).replace("", np.nan)
+    work.obs["_sample"] = sample[rows]
+    work.obs["_condition"] = np.where(sample[rows] == "reference", "in_vivo", sample[rows])
+    work.obs["donor"] = st.donors[rows]
+    work.obs["batch"] = st.donors[rows]
     return work
 
 
@@ -243,7 +256,7 @@ def _run_control(
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Map and score one control; returns its table row and the effective settings it ran with."""
-    work = _control_object(st, reference_key, held_donor, kind)
+    work = _control_object(st, reference_key, held_donor, kind, alias=s.mapping_method() == "knn")
     held_samples = (
         work.obs.loc[work.obs["_sample"] == CONTROL, sample_key] if sample_key in work.obs else None
     )

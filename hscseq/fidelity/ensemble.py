@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Mapping
 
 import anndata as ad
@@ -35,10 +36,13 @@ def smoothing_groups(
     whole query sample (dense) and among one reference fold (sparser) shrinks the two differently, which
     made known cells look far (paul15: 18% of known query cells called novel). Groups of the fold's size
     give query and null the same neighbour density. Reference cells keep the label ``"ref"``.
+
+    Each sample draws its groups from its own generator (seed and name): a sample's groups, hence its
+    smoothed positions and novelty calls, do not depend on which other samples are mapped with it.
     """
-    rng = np.random.default_rng(seed)
     out = np.full(len(samples), "ref", dtype=object)
     for s in pd.unique(samples[~ref_mask]):
+        rng = np.random.default_rng([seed, zlib.crc32(str(s).encode())])
         idx = np.flatnonzero((samples == s) & ~ref_mask)
         n_groups = max(1, round(len(idx) / max(fold_size, 1.0)))
         out[idx] = [f"{s}:{g}" for g in rng.permutation(np.arange(len(idx)) % n_groups)]

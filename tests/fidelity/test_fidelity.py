@@ -544,6 +544,57 @@ def test_control_references_share_the_counts_and_leave_the_reference_alone(small
     assert "fidelity" not in st.ref.uns and "predicted_label" not in st.ref.obs
 
 
+def test_negative_controls_keep_the_cells_they_leave_out_without_changing_a_number(small_input, monkeypatch):
+    """A negative control maps on the reference's own matrices: the cells it leaves out (the held-out
+    donor's other types, the other donors' off-target cells) stay in the object, unlabelled and unscored
+    (a copy without them per control killed a 250,000-cell run for memory). Its row is the row of the
+    control run on a copy without those cells."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    settings = fid.FidelitySettings.from_config({"n_bootstrap": 10})
+    st = ctl._setup(
+        small_input.copy(), settings, reference_key="reference_label", use_rep="X_integrated",
+        distance_rep=None, layer="counts", seed=0,
+    )  # fmt: skip
+    held = st.donor_list[0]
+    work = ctl._control_object(st, "reference_label", held, "negative")
+    assert np.shares_memory(work.X.data, st.ref.X.data) and work.n_obs == st.ref.n_obs
+    left_out = work.obs["_sample"] == ctl.EXCLUDED
+    query = work.obs["_sample"] == ctl.CONTROL
+    is_type = st.labels == st.negative_type
+    assert left_out.sum() > query.sum() > 0
+    np.testing.assert_array_equal(query, (st.donors == held) & is_type)
+    assert work.obs.loc[left_out | query, "_ref"].isna().all()
+    assert not (work.obs["_ref"] == st.negative_type).any()  # the type is absent from its reference
+    where = {
+        "held_donor": held, "kind": "negative", "programme": None, "reference_key": "reference_label",
+        "sample_key": "sample", "use_rep": "X_integrated", "layer": "counts", "seed": 0,
+    }  # fmt: skip
+    kept, _ = ctl._run_control(st, settings, **where)
+    original = ctl._control_object
+    monkeypatch.setattr(ctl, "_control_object", lambda *a, **k: original(*a, **{**k, "alias": False}))
+    dropped, _ = ctl._run_control(st, settings, **where)
+    assert kept.keys() == dropped.keys() and kept["n_cells"] == int(query.sum())
+    for key, value in kept.items():
+        if isinstance(value, float):
+            assert value == pytest.approx(dropped[key], rel=1e-6, abs=1e-9, nan_ok=True), key
+        else:
+            assert value == dropped[key], key
+
+
+def test_a_samples_smoothing_groups_do_not_depend_on_the_other_samples():
+    """Query cells are smoothed in seeded groups drawn per sample: adding or reordering other samples
+    leaves a sample's groups (and so its novelty calls) as they were."""
+    from hscseq.fidelity.ensemble import smoothing_groups
+
+    a = np.array(["A"] * 40)
+    mixed = np.array(["B", "A"] * 40)
+    alone = smoothing_groups(a, np.zeros(40, bool), 10.0, seed=3)
+    with_b = smoothing_groups(mixed, np.zeros(80, bool), 10.0, seed=3)
+    np.testing.assert_array_equal(with_b[mixed == "A"], alone)
+    assert len(set(alone)) == 4 and len(set(with_b[mixed == "B"])) == 4
+    assert not np.array_equal(alone, smoothing_groups(a, np.zeros(40, bool), 10.0, seed=4))
+
+
 def test_capped_reference_keeps_at_most_the_cap_per_type_and_donor():
     """The controls' subsample: at most ``cap`` cells of each (type, donor), smaller pairs whole, seeded."""
     ctl = importlib.import_module("hscseq.fidelity.controls")
