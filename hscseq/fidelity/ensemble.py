@@ -94,6 +94,7 @@ def map_ensemble(
     hierarchy: Mapping[str, str] | None = None,
     n_neighbors: int = 15,
     c: float = 1.0,
+    logreg_max_cells: int | None = 2000,
     min_probability: float = 0.5,
     min_parent_probability: float = 0.9,
     novel: np.ndarray | None = None,
@@ -123,10 +124,10 @@ def map_ensemble(
         spaces["knn_uncorrected"] = (unc[ref_idx], unc[q_idx])
     x = _hvg_matrix(adata)
     spaces["logreg_hvg"] = (x[ref_idx], x[q_idx])
+    del x  # the members need only the two slices (the whole HVG matrix: 1.3 GB more at 225,000 cells)
     if hierarchy is None:  # built from the reference: clustering of type centroids over HVGs
-        cen = np.vstack(
-            [np.asarray(x[ref_idx][codes == k].mean(axis=0)).ravel() for k in range(len(classes))]
-        )
+        x_ref = spaces["logreg_hvg"][0]
+        cen = np.vstack([np.asarray(x_ref[codes == k].mean(axis=0)).ravel() for k in range(len(classes))])
         hierarchy = hier.build_hierarchy(cen, classes, max_distance=max_distance)
     hierarchy = dict(hierarchy)
     parent_names = [hierarchy.get(cl, cl) for cl in classes]
@@ -141,6 +142,7 @@ def map_ensemble(
         len(classes),
         n_neighbors=n_neighbors,
         c=c,
+        logreg_max_cells=logreg_max_cells,
         parent_of=parent_of,
         n_sibling_genes=n_sibling_genes,
         seed=random_state,
@@ -170,6 +172,7 @@ def map_ensemble(
             "uncorrected_rep": uncorrected_rep or "",
             "n_neighbors": n_neighbors,
             "c": c,
+            "logreg_max_cells": logreg_max_cells,
             "min_probability": min_probability,
             "min_parent_probability": min_parent_probability,
             "random_state": random_state,

@@ -249,6 +249,7 @@ def _ensemble_labels(
             max_distance=s.hierarchy_max_distance,
             n_sibling_genes=s.sibling_genes,
             c=s.logreg_c,
+            logreg_max_cells=s.logreg_max_cells_per_type,
         )
     finally:
         for k in ("_label_integrated", "_label_uncorrected"):

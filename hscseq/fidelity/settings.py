@@ -58,6 +58,7 @@ class FidelitySettings(StageSettings):
     hierarchy_max_distance: float = schema_field(STAGE, "hierarchy_max_distance")
     sibling_genes: int = schema_field(STAGE, "sibling_genes")
     logreg_c: float = schema_field(STAGE, "logreg_c")
+    logreg_max_cells_per_type: int | None = schema_field(STAGE, "logreg_max_cells_per_type")
 
     def mapping_method(self, *, external_reference: bool = False) -> str:
         """``method`` with ``auto`` resolved: scANVI surgery onto a reference h5ad, kNN otherwise."""

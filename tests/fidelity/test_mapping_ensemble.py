@@ -255,6 +255,35 @@ def test_standardise_builds_the_one_copy_lbfgs_fits_on():
     assert peak < 0.25 * xtr.nbytes, peak / xtr.nbytes
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_logistic_member_trains_on_at_most_its_cap_per_type():
+    """With ``max_cells`` the logistic member fits on a seeded subsample of at most that many cells per type:
+    on types a linear model separates it predicts what the model fitted on every cell predicts, from a
+    training matrix a fraction of the size; a cap no type reaches changes nothing (small references)."""
+    import tracemalloc
+
+    x, codes = _sparse_counts(12_000, 400, density=0.05, seed=5)
+    keep = (codes != 2) | (np.arange(len(codes)) % 10 == 0)  # type 2 rare (~360 training cells)
+    x, codes = x[keep], codes[keep]
+    train, test, y, truth = x[:8_000], x[8_000:], codes[:8_000], codes[8_000:]
+
+    def fit(**kw):
+        tracemalloc.start()
+        probs = ens.logistic_proba(train, y, test, 3, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return probs, peak
+
+    full, full_peak = fit()
+    capped, capped_peak = fit(max_cells=500)
+    assert np.mean(capped.argmax(axis=1) == full.argmax(axis=1)) >= 0.99
+    assert np.mean(capped.argmax(axis=1) == truth) >= np.mean(full.argmax(axis=1) == truth) - 0.01
+    assert capped_peak < 0.3 * full_peak, capped_peak / full_peak
+    np.testing.assert_array_equal(fit(max_cells=len(y))[0], full)
+    np.testing.assert_array_equal(fit(max_cells=500)[0], capped)  # seeded
+    assert not np.array_equal(ens.logistic_proba(train, y, test, 3, max_cells=500, seed=1), capped)
+
+
 def test_scorecard_counts_uncertain_cells_at_their_parent(close_subtypes):
     """Composition: a "<parent> (uncertain)" cell counts for its parent, never wholly for one subtype."""
     from hscseq import fidelity as fid
