@@ -41,12 +41,37 @@ def balanced_knn_proba(
 
     k = min(n_neighbors, len(train))
     _, idx = NearestNeighbors(n_neighbors=k).fit(train).kneighbors(test)
-    size = np.bincount(codes, minlength=n_classes).astype(float)
+    return balanced_vote(codes[idx], codes, n_classes)
+
+
+def balanced_vote(neighbor_codes: np.ndarray, train_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class-balanced vote of cells x k neighbour codes, each vote divided by its type's size in
+    ``train_codes`` (rows sum to 1)."""
+    size = np.bincount(train_codes, minlength=n_classes).astype(float)
     weight = 1.0 / np.clip(size, 1.0, None)
-    nb = codes[idx]
-    probs = np.zeros((len(test), n_classes))
-    np.add.at(probs, (np.repeat(np.arange(len(test)), k), nb.ravel()), weight[nb].ravel())
+    n, k = neighbor_codes.shape
+    probs = np.zeros((n, n_classes))
+    np.add.at(probs, (np.repeat(np.arange(n), k), neighbor_codes.ravel()), weight[neighbor_codes].ravel())
     return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-300, None)
+
+
+def neighbour_vote(
+    ref_neighbors: np.ndarray,
+    query_neighbors: np.ndarray,
+    codes: np.ndarray,
+    folds: np.ndarray,
+    n_classes: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`out_of_fold` of the balanced kNN member from neighbours found already: ``ref_neighbors`` (each
+    reference cell's k nearest reference cells outside its fold) and ``query_neighbors`` (each query cell's
+    among every reference cell), as positions of ``codes``. The same probabilities as searching again."""
+    ref_probs = np.zeros((len(codes), n_classes))
+    for f in np.unique(folds):
+        held = folds == f
+        ref_probs[held] = balanced_vote(codes[ref_neighbors[held]], codes[~held], n_classes)
+    if len(query_neighbors) == 0:
+        return ref_probs, np.zeros((0, n_classes))
+    return ref_probs, balanced_vote(codes[query_neighbors], codes, n_classes)
 
 
 def _column_sums(x) -> tuple[np.ndarray, np.ndarray]:
@@ -223,20 +248,25 @@ def ensemble_core(
     logreg_max_cells: int | None = None,
     parent_of: np.ndarray | None = None,
     n_sibling_genes: int = 10,
+    neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     seed: int = 0,
 ) -> dict[str, object]:
     """Run the members, pool them with cross-fitted calibrated weights.
 
     ``spaces`` maps a member name to ``(reference matrix, query matrix)``; names starting with ``knn`` use
     :func:`balanced_knn_proba`, ``logreg`` uses :func:`logistic_proba` (at most ``logreg_max_cells`` training
-    cells per type), ``sibling`` uses :func:`sibling_proba`
-    (all genes; needs ``parent_of``).
+    cells per type), ``sibling`` uses :func:`sibling_proba` (all genes; needs ``parent_of``). ``neighbors``
+    maps a kNN member's name to the neighbours found already in its space with these folds and
+    ``n_neighbors`` (:func:`neighbour_vote`): that member does not search again.
 
     Returns ``ref_probs`` (held-out, cross-fitted calibration), ``query_probs``, ``weights`` (name -> weight),
     ``member_ref_probs`` / ``member_query_probs`` (name -> array).
     """
     mem_ref, mem_q = {}, {}
     for name, (ref, query) in spaces.items():
+        if name.startswith("knn") and neighbors and name in neighbors:
+            mem_ref[name], mem_q[name] = neighbour_vote(*neighbors[name], codes, folds, n_classes)
+            continue
         if name.startswith("knn"):
 
             def member(a, y, b):

@@ -57,7 +57,9 @@ def knn_map_core(
     Returns
     -------
     Dict with ``ref_probs``, ``ref_distance``, ``ref_absent_distance``, ``query_probs``, ``query_distance``
-    (and ``*_stage_probs``).
+    (and ``*_stage_probs``), ``ref_neighbors`` (each reference cell's ``n_neighbors`` nearest reference cells
+    outside its fold in ``latent``, as positions in ``ref_idx``; None when a fold leaves fewer) and
+    ``query_neighbors`` (each query cell's among every reference cell).
     """
     out: dict[str, np.ndarray] = {}
     dlat = latent if distance_latent is None else distance_latent
@@ -70,11 +72,16 @@ def knn_map_core(
     ref_absent = np.full(len(ref_idx), np.nan)
     q_dist = np.zeros(len(query_idx))
     ref_stage = np.zeros((len(ref_idx), n_stages))
+    ref_nb: np.ndarray | None = np.zeros((len(ref_idx), n_neighbors), dtype=np.int64)
     for f in folds:
         held = ref_folds == f
         keep = ~held
         _, i = _knn(ref_lat[keep], ref_lat[held], n_neighbors)
         ref_probs[held] = knn_vote(ref_codes[keep][i], n_classes)
+        if ref_nb is not None and i.shape[1] == n_neighbors:
+            ref_nb[held] = np.flatnonzero(keep)[i]
+        else:
+            ref_nb = None
         ref_dist[held] = _knn(ref_d[keep], ref_d[held], n_neighbors)[0].mean(axis=1)
         for c in np.unique(ref_codes[held]):
             other = keep & (ref_codes != c)
@@ -88,8 +95,11 @@ def knn_map_core(
     out["ref_probs"] = ref_probs
     out["ref_distance"] = ref_dist
     out["ref_absent_distance"] = ref_absent
+    out["ref_neighbors"] = ref_nb
+    out["query_neighbors"] = np.zeros((0, n_neighbors), dtype=np.int64)
     if len(query_idx):
         _, i = _knn(ref_lat, latent[query_idx], n_neighbors)
+        out["query_neighbors"] = i
         out["query_probs"] = knn_vote(ref_codes[i], n_classes)
         if query_full_reference:
             q_dist = _knn(ref_d, q_d, n_neighbors)[0].mean(axis=1)

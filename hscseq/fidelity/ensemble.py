@@ -100,6 +100,7 @@ def map_ensemble(
     novel: np.ndarray | None = None,
     max_distance: float = 0.3,
     n_sibling_genes: int = 10,
+    neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     key_added: str = "mapping",
     random_state: int = 0,
 ) -> None:
@@ -145,6 +146,7 @@ def map_ensemble(
         logreg_max_cells=logreg_max_cells,
         parent_of=parent_of,
         n_sibling_genes=n_sibling_genes,
+        neighbors=neighbors,
         seed=random_state,
     )
     probs = np.zeros((adata.n_obs, len(classes)))

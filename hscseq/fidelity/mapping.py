@@ -226,8 +226,12 @@ def _ensemble_labels(
     reference_key: str,
     hierarchy: Mapping[str, str] | None,
     seed: int,
+    neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
-    """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty."""
+    """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty.
+
+    ``neighbors``: the kNN labels' neighbours (same positions, folds and ``n_neighbors``), which the
+    ensemble's integrated kNN member reuses instead of searching again."""
     if hierarchy is None and s.hierarchy:
         try:
             hierarchy = load_hierarchy(s.hierarchy)
@@ -244,6 +248,8 @@ def _ensemble_labels(
             uncorrected_rep="_label_uncorrected",
             hierarchy=hierarchy,
             random_state=seed,
+            n_neighbors=s.n_neighbors,
+            neighbors=neighbors,
             min_probability=s.min_label_probability,
             min_parent_probability=s.min_parent_probability,
             max_distance=s.hierarchy_max_distance,
@@ -527,6 +533,8 @@ def map_to_reference(
     ensemble = s.label_method == "ensemble"
     if ensemble:
         where = {"reference_key": reference_key, "hierarchy": hierarchy, "seed": seed}
+        if method == "knn" and res["ref_neighbors"] is not None:  # the label vote's space and folds
+            where["neighbors"] = {"knn_integrated": (res["ref_neighbors"], res["query_neighbors"])}
         _ensemble_labels(adata, d, s, res["label_spaces"], **where)
     codes = _label_codes(adata, d, res, s)
     thr, unc_thr = _thresholds(res, d, s, null, codes)

@@ -1,5 +1,6 @@
 """Mapping ensemble, calibration, label hierarchy and accuracy card (issue #14)."""
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -322,3 +323,45 @@ def test_scorecard_counts_uncertain_cells_at_their_parent(close_subtypes):
         assert row["identity_raw"] > fine.mean()
         checked += 1
     assert checked >= 1
+
+
+def test_ensemble_reuses_the_label_votes_neighbours(monkeypatch):
+    """The kNN label vote and the ensemble's integrated kNN member search the same positions with the same
+    folds and k: the member takes the vote's neighbours (one search of the reference less per mapping) and
+    gives the probabilities searching again gives."""
+    from hscseq import fidelity as fid
+    from hscseq.fidelity._knn import knn_map_core
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, size=(4, 8))
+    codes_all = rng.integers(0, 4, size=900)
+    latent = centres[codes_all] + rng.normal(size=(900, 8))
+    ref_idx, query_idx = np.arange(700), np.arange(700, 900)
+    folds = rng.integers(0, 3, size=700)
+    codes = codes_all[ref_idx]
+    res = knn_map_core(latent, ref_idx, codes, folds, query_idx, 4, n_neighbors=15)
+    spaces = {"knn_integrated": (latent[ref_idx], latent[query_idx])}
+    searched = ens.ensemble_core(spaces, codes, folds, 4, n_neighbors=15)
+    given = {"knn_integrated": (res["ref_neighbors"], res["query_neighbors"])}
+    reused = ens.ensemble_core(spaces, codes, folds, 4, n_neighbors=15, neighbors=given)
+    for key in ("member_ref_probs", "member_query_probs"):
+        np.testing.assert_array_equal(reused[key]["knn_integrated"], searched[key]["knn_integrated"])
+    np.testing.assert_array_equal(reused["query_probs"], searched["query_probs"])
+    # in a mapping only the uncorrected member still searches: once per fold and once for the query
+    adata = ad.AnnData(
+        X=np.abs(latent).astype(np.float32),
+        obs=pd.DataFrame(
+            {
+                "reference_label": np.where(np.arange(900) < 700, codes_all.astype(str), None),
+                "donor": np.r_[folds.astype(str), ["q"] * 200],
+                "sample": "s",
+            },
+            index=[f"c{i}" for i in range(900)],
+        ),
+        obsm={"X_integrated": latent, "X_pca_uncorrected": latent[:, ::-1].copy()},
+    )
+    calls = []
+    original = ens.balanced_knn_proba
+    monkeypatch.setattr(ens, "balanced_knn_proba", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fid.map_to_reference(adata, settings={"n_bootstrap": 10}, distance_rep="X_pca_uncorrected")
+    assert len(calls) == len(np.unique(folds)) + 1
