@@ -65,6 +65,8 @@ def neighbour_vote(
     """:func:`out_of_fold` of the balanced kNN member from neighbours found already: ``ref_neighbors`` (each
     reference cell's k nearest reference cells outside its fold) and ``query_neighbors`` (each query cell's
     among every reference cell), as positions of ``codes``. The same probabilities as searching again."""
+    if len(ref_neighbors) != len(codes):
+        raise ValueError(f"neighbours of {len(ref_neighbors)} reference cells given for {len(codes)}")
     ref_probs = np.zeros((len(codes), n_classes))
     for f in np.unique(folds):
         held = folds == f

@@ -50,8 +50,10 @@ def smoothing_groups(
 
 
 def _labelled(lab: pd.Series) -> np.ndarray:
-    """Cells with a reference label (not missing, empty, "nan" or "None")."""
-    return lab.notna().to_numpy() & ~lab.astype(str).isin(["", "nan", "None"]).to_numpy()
+    """Cells with a reference label: not missing, blank, "nan", "NaN" or "None" (the one rule of the mapping,
+    the ensemble and the controls, so their reference cells are the same positions)."""
+    empty = lab.astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
+    return lab.notna().to_numpy() & ~empty
 
 
 def accuracy_card(

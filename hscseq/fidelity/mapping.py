@@ -15,7 +15,13 @@ from hscseq._labels import donor_key as _donor_key
 from hscseq._utils import input_error
 from hscseq.fidelity._knn import _folds, _knn, knn_map_core, smooth_latent
 from hscseq.fidelity._novelty import flag_novel, label_uncertainty, novelty_thresholds
-from hscseq.fidelity.ensemble import map_ensemble, mark_novel, smoothing_groups, use_ensemble_labels
+from hscseq.fidelity.ensemble import (
+    _labelled,
+    map_ensemble,
+    mark_novel,
+    smoothing_groups,
+    use_ensemble_labels,
+)
 from hscseq.fidelity.hierarchy import load_hierarchy
 from hscseq.fidelity.settings import NOVEL, FidelitySettings, fidelity_settings
 from hscseq.fidelity.spaces import novelty_rep
@@ -37,9 +43,7 @@ def _reference_mask(adata: ad.AnnData, reference_key: str) -> np.ndarray:
             fix="label the in vivo samples (sample sheet 'label_column') or give a reference "
             "h5ad in config fidelity.reference.",
         )
-    lab = adata.obs[reference_key].astype(object)
-    empty = lab.astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
-    return lab.notna().to_numpy() & ~empty
+    return _labelled(adata.obs[reference_key].astype(object))
 
 
 @dataclass

@@ -365,3 +365,18 @@ def test_ensemble_reuses_the_label_votes_neighbours(monkeypatch):
     monkeypatch.setattr(ens, "balanced_knn_proba", lambda *a, **k: calls.append(1) or original(*a, **k))
     fid.map_to_reference(adata, settings={"n_bootstrap": 10}, distance_rep="X_pca_uncorrected")
     assert len(calls) == len(np.unique(folds)) + 1
+
+
+def test_mapping_and_ensemble_agree_on_which_cells_are_reference():
+    """The ensemble reuses the label vote's neighbours by position: both must call the same cells reference
+    (a blank or "NaN" label is a query cell for both)."""
+    from hscseq.fidelity.ensemble import _labelled
+    from hscseq.fidelity.mapping import _reference_mask
+
+    lab = pd.Series(["HSC", " ", "NaN", None, "nan", "None", "B", ""], dtype=object)
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"reference_label": lab.to_numpy()}, index=[str(i) for i in range(8)])
+    )
+    expected = np.array([True, False, False, False, False, False, True, False])
+    np.testing.assert_array_equal(_labelled(lab), expected)
+    np.testing.assert_array_equal(_reference_mask(adata, "reference_label"), expected)
