@@ -232,8 +232,9 @@ def _control_object(
         lab[excluded] = ""
     lab[held] = ""
     keep = sample != EXCLUDED
-    work = _alias(st.ref) if alias or keep.all() else st.ref[keep].copy()
-    rows = slice(None) if work.n_obs == st.ref.n_obs else keep
+    copied = not alias and not keep.all()
+    work = st.ref[keep].copy() if copied else _alias(st.ref)
+    rows = keep if copied else slice(None)
     work.obs["_ref"] = pd.Series(lab[rows], index=work.obs_names).replace("", np.nan)
     work.obs["_sample"] = sample[rows]
     work.obs["_condition"] = np.where(sample[rows] == "reference", "in_vivo", sample[rows])

@@ -156,6 +156,8 @@ def _map_knn(
         distance_latent=distance_latent,
     )
     res["label_spaces"] = _label_spaces(smoothed, distance_latent, s.label_metric)
+    if res["ref_neighbors"] is not None:  # the ensemble's integrated member: same positions, folds and k
+        res["ensemble_neighbors"] = {"knn_integrated": (res["ref_neighbors"], res["query_neighbors"])}
     return res
 
 
@@ -535,11 +537,9 @@ def map_to_reference(
         )
     res.setdefault("null_select", np.ones(len(d.ref_idx), bool))
     ensemble = s.label_method == "ensemble"
-    if ensemble:
+    if ensemble:  # (scANVI's kNN runs on other folds: its neighbours are not the ensemble's)
         where = {"reference_key": reference_key, "hierarchy": hierarchy, "seed": seed}
-        if method == "knn" and res["ref_neighbors"] is not None:  # the label vote's space and folds
-            where["neighbors"] = {"knn_integrated": (res["ref_neighbors"], res["query_neighbors"])}
-        _ensemble_labels(adata, d, s, res["label_spaces"], **where)
+        _ensemble_labels(adata, d, s, res["label_spaces"], neighbors=res.get("ensemble_neighbors"), **where)
     codes = _label_codes(adata, d, res, s)
     thr, unc_thr = _thresholds(res, d, s, null, codes)
     summary = _write_mapping(adata, d, res, thr, unc_thr, codes=codes, s=s, key_added=key_added)
