@@ -44,6 +44,7 @@ def knn_map_core(
     n_stages: int = 0,
     query_full_reference: bool = False,
     distance_latent: np.ndarray | None = None,
+    absent_null: bool = True,
 ) -> dict[str, np.ndarray]:
     """kNN label transfer with held-out-donor and held-out-type nulls.
 
@@ -52,7 +53,8 @@ def knn_map_core(
     neighbourhood-averaged positions): a query cell's distance is the mean over folds of its distance to the
     reference without that fold, so query and null distances are measured against equally large references.
     ``ref_absent_distance`` is the distance of each held-out reference cell to the other folds *without its
-    own type* (the held-out-type null).
+    own type* (the held-out-type null); ``absent_null=False`` skips it (all NaN), for a caller that takes
+    its thresholds from another reference's null.
 
     Returns
     -------
@@ -83,7 +85,7 @@ def knn_map_core(
         else:
             ref_nb = None
         ref_dist[held] = _knn(ref_d[keep], ref_d[held], n_neighbors)[0].mean(axis=1)
-        for c in np.unique(ref_codes[held]):
+        for c in np.unique(ref_codes[held]) if absent_null else ():
             other = keep & (ref_codes != c)
             if other.sum() >= n_neighbors:
                 sel = held & (ref_codes == c)
@@ -123,6 +125,8 @@ def smooth_latent(latent: np.ndarray, groups: np.ndarray, *, n_neighbors: int = 
     latent = np.asarray(latent, dtype=float)
     out = latent.copy()
     for g in pd.unique(groups):
+        if g is None:  # cells outside every group keep their position
+            continue
         idx = np.flatnonzero(groups == g)
         if len(idx) < 2:
             continue

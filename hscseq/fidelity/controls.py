@@ -275,6 +275,7 @@ def _run_control(
         sample_key="_sample",
         layer=layer,
         null=st.full_null,
+        query_mask=(work.obs["_sample"] != EXCLUDED).to_numpy(),
         random_state=st.seed,
     )
     scorecard(

@@ -103,10 +103,14 @@ def map_ensemble(
     max_distance: float = 0.3,
     n_sibling_genes: int = 10,
     neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    query_mask: np.ndarray | None = None,
     key_added: str = "mapping",
     random_state: int = 0,
 ) -> None:
     """Ensemble labels for every cell (reference cells: held out); writes obs and ``uns[key_added]``.
+
+    ``query_mask`` (boolean per cell; default all): the unlabelled cells to label; other unlabelled cells
+    get no label (NaN, not coarse).
 
     obs: ``mapped_label`` (fine type, ``"<parent> (uncertain)"`` or ``"novel"``), ``mapped_fine_label``,
     ``mapped_confidence`` (calibrated probability of the fine type), ``mapped_coarse`` (bool).
@@ -118,7 +122,8 @@ def map_ensemble(
     labels = lab.astype(str).to_numpy()
     classes = sorted(pd.unique(labels[ref_mask]))
     codes = pd.Categorical(labels[ref_mask], categories=classes).codes.astype(int)
-    ref_idx, q_idx = np.flatnonzero(ref_mask), np.flatnonzero(~ref_mask)
+    mapped = ref_mask | (True if query_mask is None else np.asarray(query_mask, dtype=bool))
+    ref_idx, q_idx = np.flatnonzero(ref_mask), np.flatnonzero(~ref_mask & mapped)
     spaces: dict[str, tuple[object, object]] = {}
     lat = np.asarray(adata.obsm[use_rep], dtype=float)
     spaces["knn_integrated"] = (lat[ref_idx], lat[q_idx])
@@ -163,10 +168,10 @@ def map_ensemble(
     )
     fine = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
     obs = adata.obs
-    obs["mapped_label"] = pd.Categorical(final)
-    obs["mapped_fine_label"] = pd.Categorical(fine, categories=classes)
-    obs["mapped_confidence"] = probs.max(axis=1)
-    obs["mapped_coarse"] = coarse
+    obs["mapped_label"] = pd.Categorical(np.where(mapped, np.asarray(final, dtype=object), None))
+    obs["mapped_fine_label"] = pd.Categorical(np.where(mapped, fine, None), categories=classes)
+    obs["mapped_confidence"] = np.where(mapped, probs.max(axis=1), np.nan)
+    obs["mapped_coarse"] = np.asarray(coarse, dtype=bool) & mapped
     adata.obsm[f"{key_added}_probabilities"] = probs
     rel = ens.reliability_table(res["ref_probs"], codes)
     adata.uns[key_added] = {
@@ -208,7 +213,9 @@ def mark_novel(adata: ad.AnnData, novel: np.ndarray, *, key_added: str = "mappin
     per-type accuracy card (``uns[key_added]["accuracy"]``) from the held-out reference cells' labels."""
     obs, uns = adata.obs, adata.uns[key_added]
     novel = np.asarray(novel, dtype=bool)
-    final = np.where(novel, NOVEL, obs["mapped_label"].astype(str).to_numpy())
+    label = obs["mapped_label"]
+    final = np.where(novel, NOVEL, label.astype(str).to_numpy()).astype(object)
+    final[label.isna().to_numpy() & ~novel] = None  # cells left unlabelled stay so
     obs["mapped_label"] = pd.Categorical(final)
     obs["mapped_coarse"] = obs["mapped_coarse"].to_numpy(dtype=bool) & ~novel
     lab = obs[uns["params"]["reference_key"]]

@@ -72,6 +72,7 @@ def _design(
     stage_key: str | None,
     sample_key: str,
     seed: int,
+    query_mask: np.ndarray | None = None,
 ) -> _Design:
     ref_mask = _reference_mask(adata, reference_key)
     if ref_mask.sum() < 2 * s.n_neighbors:
@@ -82,7 +83,7 @@ def _design(
     labels_all = adata.obs[reference_key].astype(str).to_numpy()
     classes = sorted(pd.unique(labels_all[ref_mask]))
     code_of = {c: i for i, c in enumerate(classes)}
-    ref_idx, query_idx = np.flatnonzero(ref_mask), np.flatnonzero(~ref_mask)
+    ref_idx, query_idx = np.flatnonzero(ref_mask), np.flatnonzero(~ref_mask & _query_mask(adata, query_mask))
     ref_codes = np.array([code_of[x] for x in labels_all[ref_mask]])
     donor_key = donor_key or _donor_key(adata.obs, ref_mask)
     groups = adata.obs[donor_key].astype(str).to_numpy()[ref_mask] if donor_key else np.full(len(ref_idx), "")
@@ -103,7 +104,7 @@ def _design(
         else np.full(adata.n_obs, "all")
     )
     # neighbourhood-level positions: each query cell averaged within its sample, each reference cell within
-    # its held-out fold (so the null is denoised exactly like the query)
+    # its held-out fold (so the null is denoised exactly like the query); cells not mapped: no group (None)
     smooth_groups = np.empty(adata.n_obs, dtype=object)
     # query cells are averaged within groups of about a fold's size: neighbours among a whole (larger) sample
     # are denser than among one reference fold, which shrank query positions less than the null's and made
@@ -117,6 +118,34 @@ def _design(
         ref_mask, ref_idx, query_idx, labels_all, classes, ref_codes, folds, donor_key, stages, stage_codes,
         smooth_groups,
     )  # fmt: skip
+
+
+def _query_mask(adata: ad.AnnData, query_mask: np.ndarray | None) -> np.ndarray:
+    """The cells to map when they have no reference label (default: every cell)."""
+    if query_mask is None:
+        return np.ones(adata.n_obs, dtype=bool)
+    query_mask = np.asarray(query_mask, dtype=bool)
+    if query_mask.shape != (adata.n_obs,):
+        raise ValueError(f"query_mask has shape {query_mask.shape}; expected ({adata.n_obs},)")
+    return query_mask
+
+
+def _blank_unmapped(adata: ad.AnnData, d: _Design) -> None:
+    """Cells neither reference nor query: no label, confidence or distance; not novel."""
+    skip = ~d.ref_mask
+    skip[d.query_idx] = False
+    if not skip.any():
+        return
+    obs = adata.obs
+    for col in ("predicted_label", "closest_label", "closest_stage", "mapped_label", "mapped_fine_label"):
+        if col in obs:
+            obs[col] = obs[col].where(~skip)
+    for col in ("label_confidence", "label_uncertainty", "reference_distance", "mapped_confidence"):
+        if col in obs:
+            obs[col] = np.where(skip, np.nan, obs[col].to_numpy(dtype=float))
+    for col in ("novel", "mapped_coarse"):
+        if col in obs:
+            obs[col] = obs[col].to_numpy(dtype=bool) & ~skip
 
 
 def _denoised(lat: np.ndarray, d: _Design, s: FidelitySettings) -> np.ndarray:
@@ -154,6 +183,7 @@ def _map_knn(
         n_stages=len(d.stages),
         query_full_reference=full,
         distance_latent=distance_latent,
+        absent_null=not full,  # a given null brings its thresholds (controls): no held-out-type null
     )
     res["label_spaces"] = _label_spaces(smoothed, distance_latent, s.label_metric)
     if res["ref_neighbors"] is not None:  # the ensemble's integrated member: same positions, folds and k
@@ -233,6 +263,7 @@ def _ensemble_labels(
     hierarchy: Mapping[str, str] | None,
     seed: int,
     neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    query_mask: np.ndarray | None = None,
 ) -> None:
     """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty.
 
@@ -256,6 +287,7 @@ def _ensemble_labels(
             random_state=seed,
             n_neighbors=s.n_neighbors,
             neighbors=neighbors,
+            query_mask=query_mask,
             min_probability=s.min_label_probability,
             min_parent_probability=s.min_parent_probability,
             max_distance=s.hierarchy_max_distance,
@@ -445,6 +477,7 @@ def map_to_reference(
     sample_key: str = "sample",
     null: Mapping[str, Any] | None = None,
     hierarchy: Mapping[str, str] | None = None,
+    query_mask: np.ndarray | None = None,
     key_added: str = "fidelity",
     random_state: int | None = None,
     copy: bool = False,
@@ -496,6 +529,10 @@ def map_to_reference(
         reference's null when it maps a held-out donor against the remaining ones.
     hierarchy
         Label hierarchy child -> parent for the ensemble (default: ``settings.hierarchy``, else built).
+    query_mask
+        Boolean per cell: the unlabelled cells to map (default: all). Other unlabelled cells are left out
+        (no label, confidence or distance; not novel) and change no other cell's result; with ``scanvi``
+        the surgery still embeds them.
     key_added
         ``uns`` key for parameters and the null, ``obsm[key_added + "_probabilities"]`` for probabilities.
     random_state
@@ -519,8 +556,9 @@ def map_to_reference(
     seed = s.seed if random_state is None else random_state
     adata = adata.copy() if copy else adata
     d = _design(
-        adata, reference_key, s, donor_key=donor_key, stage_key=stage_key, sample_key=sample_key, seed=seed
-    )
+        adata, reference_key, s, donor_key=donor_key, stage_key=stage_key, sample_key=sample_key, seed=seed,
+        query_mask=query_mask,
+    )  # fmt: skip
     distance_rep = _distance_rep(adata, s, distance_rep, seed)
     if method == "knn":
         res = _map_knn(adata, d, s, use_rep=use_rep, distance_rep=distance_rep, full=null is not None)
@@ -538,7 +576,12 @@ def map_to_reference(
     res.setdefault("null_select", np.ones(len(d.ref_idx), bool))
     ensemble = s.label_method == "ensemble"
     if ensemble:  # (scANVI's kNN runs on other folds: its neighbours are not the ensemble's)
-        where = {"reference_key": reference_key, "hierarchy": hierarchy, "seed": seed}
+        where = {
+            "reference_key": reference_key,
+            "hierarchy": hierarchy,
+            "seed": seed,
+            "query_mask": query_mask,
+        }
         _ensemble_labels(adata, d, s, res["label_spaces"], neighbors=res.get("ensemble_neighbors"), **where)
     codes = _label_codes(adata, d, res, s)
     thr, unc_thr = _thresholds(res, d, s, null, codes)
@@ -550,4 +593,5 @@ def map_to_reference(
     if ensemble:
         mark_novel(adata, adata.obs["novel"].to_numpy(dtype=bool))
         use_ensemble_labels(adata, key_added=key_added)
+    _blank_unmapped(adata, d)
     return adata if copy else None

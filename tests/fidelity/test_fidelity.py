@@ -581,6 +581,35 @@ def test_negative_controls_keep_the_cells_they_leave_out_without_changing_a_numb
             assert value == dropped[key], key
 
 
+def test_cells_outside_the_query_mask_are_left_out_and_change_nothing(small_input):
+    """``query_mask``: unlabelled cells outside it get no label, confidence or distance and are not novel;
+    every other cell's result is the one of the object without them (the negative controls' excluded
+    cells cost no mapping)."""
+    a = small_input.copy()
+    fid.uncorrected_pca(a, random_state=0)  # one novelty space for both objects
+    settings = fid.FidelitySettings.from_config({})
+    unlabelled = a.obs["reference_label"].isna().to_numpy()
+    rng = np.random.default_rng(0)
+    skip = unlabelled & (rng.random(a.n_obs) < 0.5)
+    assert 0 < skip.sum() < unlabelled.sum()
+    masked = a.copy()
+    fid.map_to_reference(masked, settings=settings, distance_rep="X_pca_uncorrected", query_mask=~skip)
+    alone = a[~skip].copy()
+    fid.map_to_reference(alone, settings=settings, distance_rep="X_pca_uncorrected")
+    left = masked.obs.loc[skip]
+    for col in ("predicted_label", "closest_label", "mapped_label", "mapped_fine_label"):
+        assert left[col].isna().all(), col
+    assert left[["label_confidence", "reference_distance", "mapped_confidence"]].isna().all().all()
+    assert not left["novel"].any() and not left["mapped_coarse"].any()
+    assert "nan" not in masked.obs["mapped_label"].cat.categories
+    kept = masked.obs.loc[alone.obs_names]
+    for col in ("predicted_label", "mapped_label", "novel"):
+        np.testing.assert_array_equal(kept[col].astype(str), alone.obs[col].astype(str), err_msg=col)
+    for col in ("label_confidence", "reference_distance"):
+        np.testing.assert_allclose(kept[col], alone.obs[col], rtol=1e-6, err_msg=col)
+    assert masked.uns["fidelity"]["heldout_accuracy"] == alone.uns["fidelity"]["heldout_accuracy"]
+
+
 def test_a_samples_smoothing_groups_do_not_depend_on_the_other_samples():
     """Query cells are smoothed in seeded groups drawn per sample: adding or reordering other samples
     leaves a sample's groups (and so its novelty calls) as they were."""
