@@ -220,8 +220,8 @@ def _control_object(
     cells of the type) stay in the object unlabelled, as sample ``excluded``, which the mapping leaves out
     (its ``query_mask``) and the scorecard does not score: a kNN mapping labels and measures each query cell
     against the reference alone (its smoothing groups are drawn per sample), so they change none of the
-    control's numbers, and the control maps on the reference's own matrices. ``alias=False`` (scANVI surgery, which trains on every query cell) drops
-    them from a copy instead.
+    control's numbers, and the control maps on the reference's own matrices. ``alias=False`` (scANVI
+    surgery, which trains on every query cell) drops them from a copy instead.
     """
     held = st.donors == held_donor
     lab = st.labels.astype(object).copy()
