@@ -62,6 +62,13 @@ class _Design:
     stage_codes: np.ndarray | None
     groups: np.ndarray
 
+    @property
+    def unmapped(self) -> np.ndarray:
+        """Cells neither reference nor query (outside ``query_mask``)."""
+        out = ~self.ref_mask
+        out[self.query_idx] = False
+        return out
+
 
 def _design(
     adata: ad.AnnData,
@@ -132,8 +139,7 @@ def _query_mask(adata: ad.AnnData, query_mask: np.ndarray | None) -> np.ndarray:
 
 def _blank_unmapped(adata: ad.AnnData, d: _Design) -> None:
     """Cells neither reference nor query: no label, confidence or distance; not novel."""
-    skip = ~d.ref_mask
-    skip[d.query_idx] = False
+    skip = d.unmapped
     if not skip.any():
         return
     obs = adata.obs
@@ -263,7 +269,6 @@ def _ensemble_labels(
     hierarchy: Mapping[str, str] | None,
     seed: int,
     neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    query_mask: np.ndarray | None = None,
 ) -> None:
     """The calibrated ensemble's labels (``obs["mapped_*"]``, ``uns["mapping"]``), before novelty.
 
@@ -287,7 +292,7 @@ def _ensemble_labels(
             random_state=seed,
             n_neighbors=s.n_neighbors,
             neighbors=neighbors,
-            query_mask=query_mask,
+            query_mask=~d.unmapped,
             min_probability=s.min_label_probability,
             min_parent_probability=s.min_parent_probability,
             max_distance=s.hierarchy_max_distance,
@@ -563,25 +568,12 @@ def map_to_reference(
     if method == "knn":
         res = _map_knn(adata, d, s, use_rep=use_rep, distance_rep=distance_rep, full=null is not None)
     else:
-        res = _map_scanvi(
-            adata,
-            d,
-            s,
-            distance_rep=distance_rep,
-            layer=layer,
-            batch_key=batch_key,
-            key_added=key_added,
-            seed=seed,
-        )
+        res = _map_scanvi(adata, d, s, distance_rep=distance_rep, layer=layer, batch_key=batch_key,
+                          key_added=key_added, seed=seed)  # fmt: skip
     res.setdefault("null_select", np.ones(len(d.ref_idx), bool))
     ensemble = s.label_method == "ensemble"
     if ensemble:  # (scANVI's kNN runs on other folds: its neighbours are not the ensemble's)
-        where = {
-            "reference_key": reference_key,
-            "hierarchy": hierarchy,
-            "seed": seed,
-            "query_mask": query_mask,
-        }
+        where = {"reference_key": reference_key, "hierarchy": hierarchy, "seed": seed}
         _ensemble_labels(adata, d, s, res["label_spaces"], neighbors=res.get("ensemble_neighbors"), **where)
     codes = _label_codes(adata, d, res, s)
     thr, unc_thr = _thresholds(res, d, s, null, codes)
