@@ -101,22 +101,13 @@ def doublets(
         "scrublet rank-count": {"methods": ("scrublet",), "rule": "rank"},
         "scrublet threshold": {"methods": ("scrublet",), "rule": "scrublet"},
     }
-    if sim_ratios:  # each ratio exactly (no qc.scrublet_max_sim_doublets cap); 4 = the uncapped default
+    if sim_ratios:  # each ratio exactly; 4 = the default
         variants = {
-            f"scrublet+solo rank, sim ratio {r:g}": {
-                "methods": ("scrublet", "solo"),
-                "rule": "rank",
-                "scrublet_sim_doublet_ratio": r,
-                "scrublet_max_sim_doublets": None,
-            }
-            for r in (4.0, *sim_ratios)
-        } | {
-            f"scrublet threshold, sim ratio {r:g}": {
-                "methods": ("scrublet",),
-                "rule": "scrublet",
-                "scrublet_sim_doublet_ratio": r,
-                "scrublet_max_sim_doublets": None,
-            }
+            f"{name}, sim ratio {r:g}": {"methods": methods, "rule": rule, "scrublet_sim_doublet_ratio": r}
+            for name, methods, rule in (
+                ("scrublet+solo rank", ("scrublet", "solo"), "rank"),
+                ("scrublet threshold", ("scrublet",), "scrublet"),
+            )
             for r in (4.0, *sim_ratios)
         }
     rows = []
