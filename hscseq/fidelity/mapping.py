@@ -138,20 +138,18 @@ def _query_mask(adata: ad.AnnData, query_mask: np.ndarray | None) -> np.ndarray:
 
 
 def _blank_unmapped(adata: ad.AnnData, d: _Design) -> None:
-    """Cells neither reference nor query: no label, confidence or distance; not novel."""
+    """Cells neither reference nor query: no label, confidence or distance; not novel (the ensemble's own
+    columns are blanked by :func:`map_ensemble`)."""
     skip = d.unmapped
     if not skip.any():
         return
     obs = adata.obs
-    for col in ("predicted_label", "closest_label", "closest_stage", "mapped_label", "mapped_fine_label"):
+    for col in ("predicted_label", "closest_label", "closest_stage"):
         if col in obs:
             obs[col] = obs[col].where(~skip)
-    for col in ("label_confidence", "label_uncertainty", "reference_distance", "mapped_confidence"):
-        if col in obs:
-            obs[col] = np.where(skip, np.nan, obs[col].to_numpy(dtype=float))
-    for col in ("novel", "mapped_coarse"):
-        if col in obs:
-            obs[col] = obs[col].to_numpy(dtype=bool) & ~skip
+    for col in ("label_confidence", "label_uncertainty", "reference_distance"):
+        obs[col] = np.where(skip, np.nan, obs[col].to_numpy(dtype=float))
+    obs["novel"] = obs["novel"].to_numpy(dtype=bool) & ~skip
 
 
 def _denoised(lat: np.ndarray, d: _Design, s: FidelitySettings) -> np.ndarray:
