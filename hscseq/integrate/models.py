@@ -41,13 +41,15 @@ def train_scvi(
     accelerator: str = "auto",
     threads: int | None = None,
     batch_size: int | None = None,
+    lr: float | None = None,
 ):
     """Train scVI on the counts of ``adata`` (already subset to features); return ``(model, latent)``.
 
     ``latent`` is a cells x ``n_latent`` array; nothing is written to ``adata`` apart from scvi-tools'
     registration. The KL warm-up lasts scvi-tools' 400 epochs capped at the epochs trained, so that short
     runs (few configured epochs, or the epoch rule on large data) end with the full KL weight: without it
-    the encoder keeps batch information and donors stay apart.
+    the encoder keeps batch information and donors stay apart. ``lr``: Adam's learning rate (scvi-tools'
+    default, 1e-3, when None).
     """
     import scvi
 
@@ -58,6 +60,7 @@ def train_scvi(
     scvi.model.SCVI.setup_anndata(adata, layer=layer, batch_key=batch_key)
     model = scvi.model.SCVI(adata, n_latent=n_latent, gene_likelihood=gene_likelihood)
     logger.info("training scVI: %d cells, %d genes, up to %d epochs", adata.n_obs, adata.n_vars, epochs)
+    plan = {"n_epochs_kl_warmup": min(400, epochs)} | ({} if lr is None else {"lr": float(lr)})
     _scvi.train(
         model,
         max_epochs=epochs,
@@ -66,7 +69,7 @@ def train_scvi(
         early_stopping=early_stopping,
         threads=threads,
         accelerator=accelerator,
-        plan_kwargs={"n_epochs_kl_warmup": min(400, epochs)},
+        plan_kwargs=plan,
     )
     return model, np.asarray(model.get_latent_representation(), dtype=np.float32)
 
