@@ -52,6 +52,10 @@ simulator's truth. The candidate becomes the default only if at N = 10,000, 50,0
 and 1 its scib total is at least the default's minus 0.02 on every (N, seed) run. ``s6000x128`` (the
 budget at the default learning rate) is run beside it at 10,000 cells to show what the learning rate adds; it
 is not a candidate. If the candidate fails at 10,000 cells the larger N are not run and nothing changes.
+Result (2026-12-06, ``levers.py epochs --seeds 0 1 --cells 10000 --genes 5000 --configs s16000x128 s6000x128
+s6000x128@3e-3 --tag _10k_lr``): the candidate failed at 10,000 cells (scib total 0.841 against 0.873 on seed
+0, -0.032, bio conservation 0.780 against 0.836; 0.887 against 0.896 on seed 1), so 50,000 and 100,000 were
+not run and the default stays 16,000 steps at 1e-3. ``s6000x128``: 0.867 and 0.879 (-0.006, -0.017).
 """
 
 from __future__ import annotations
