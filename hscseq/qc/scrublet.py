@@ -69,6 +69,7 @@ def _scrublet_inputs(
     sc.pp.log1p(obs, layer="log1p")
     sc.pp.highly_variable_genes(obs, layer="log1p")
     del obs.layers["log1p"]
+    del obs.uns["log1p"]  # X is not logged yet: scanpy's log1p below would warn it "already log-transformed"
     obs = obs[:, obs.var["highly_variable"].to_numpy()].copy()
     sim = sc.pp.scrublet_simulate_doublets(
         obs, layer="raw", sim_doublet_ratio=sim_doublet_ratio, random_seed=seed
