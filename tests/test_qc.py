@@ -145,6 +145,7 @@ def test_settings_per_sample_overrides():
     assert resolve_settings(settings, "s2")["mito_max_pct"] == 20
     assert resolve_settings(settings, "s2")["n_mads"] == 4
     assert resolve_settings(settings, "s2")["mito_n_mads"] == 3  # default filled in
+    assert resolve_settings(settings, "s2")["max_cells_per_lane"] == 10_000  # one 10x lane
     with pytest.raises(HscseqInputError, match=r"s1.*mito_max"):
         resolve_settings({"per_sample": {"s1": {"mito_max": 30}}}, "s1")
 
@@ -176,6 +177,11 @@ def test_doublet_combination_rules():
     # 10x loading table: ~0.8% per 1,000 cells recovered
     assert expected_doublet_rate(5000) == pytest.approx(0.04)
     assert expected_doublet_rate(500) == pytest.approx(0.004)
+    # multiplets form within a lane: a 25,000-cell sample spans lanes, so at most a full lane's rate
+    assert expected_doublet_rate(25_000) == pytest.approx(0.08)
+    ht = expected_doublet_rate(25_000, rate_per_1000_cells=0.004, max_cells_per_lane=20_000)
+    assert ht == pytest.approx(0.08)
+    assert expected_doublet_rate(25_000, max_cells_per_lane=50_000) == pytest.approx(0.2)
 
 
 def test_scrublet_runs_on_5k_cells():

@@ -17,25 +17,34 @@ DOUBLET_RULES = ("rank", "union", "intersection", "scrublet", "solo")
 
 
 def expected_doublet_rate(
-    n_cells: int, *, rate_per_1000_cells: float = _D.doublet_rate_per_1000_cells
+    n_cells: int,
+    *,
+    rate_per_1000_cells: float = _D.doublet_rate_per_1000_cells,
+    max_cells_per_lane: int = _D.max_cells_per_lane,
 ) -> float:
     """Expected multiplet rate of a droplet run from the number of cells recovered.
 
-    10x Genomics' loading table gives about 0.8% multiplets per 1,000 cells recovered (3' v3); the rate is
-    clipped to [0.001, 0.5].
+    10x Genomics' multiplet table gives about 0.8% multiplets per 1,000 cells recovered (3' v3.1, supported
+    recovery 500-10,000 cells per lane: ~0.4-8%); HT and GEM-X kits about 0.4% per 1,000 up to 20,000 cells
+    per lane. Multiplets form within a lane, so a sample with more cells than one lane recovers spans several
+    lanes and its rate is at most that of a full lane: the cells counted are capped at
+    ``max_cells_per_lane``. The rate is clipped to [0.001, 0.5].
 
     Parameters
     ----------
     n_cells
         Cells recovered (barcodes called as cells) in the sample.
     rate_per_1000_cells
-        Multiplet rate per 1,000 cells recovered.
+        Multiplet rate per 1,000 cells recovered in one lane.
+    max_cells_per_lane
+        Most cells one lane recovers (10,000 for standard 10x kits, 20,000 for HT / GEM-X).
 
     Returns
     -------
     The expected doublet rate.
     """
-    return float(np.clip(rate_per_1000_cells * n_cells / 1000.0, 0.001, 0.5))
+    cells = min(int(n_cells), int(max_cells_per_lane))
+    return float(np.clip(rate_per_1000_cells * cells / 1000.0, 0.001, 0.5))
 
 
 def combine_doublet_calls(calls: Mapping[str, np.ndarray], *, rule: str = "intersection") -> np.ndarray:

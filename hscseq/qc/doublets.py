@@ -31,6 +31,7 @@ def detect_doublets(
     rule: str = _D.doublet_rule,
     expected_rate: float | None = _D.expected_doublet_rate,
     rate_per_1000_cells: float = _D.doublet_rate_per_1000_cells,
+    max_cells_per_lane: int = _D.max_cells_per_lane,
     solo_max_epochs: int = _D.solo_max_epochs,
     solo_max_steps: int | None = _D.solo_max_steps,
     scrublet_n_prin_comps: int = _D.scrublet_n_prin_comps,
@@ -83,6 +84,9 @@ def detect_doublets(
         Expected doublet rate; ``None`` derives it from the number of cells.
     rate_per_1000_cells
         Multiplet rate per 1,000 cells recovered (used when ``expected_rate`` is ``None``).
+    max_cells_per_lane
+        Most cells one lane recovers; a larger sample counts as several full lanes
+        (:func:`expected_doublet_rate`).
     solo_max_epochs
         Epochs of the scVI model and of the SOLO classifier (``solo_max_steps`` may stop them sooner).
     solo_max_steps
@@ -112,7 +116,9 @@ def detect_doublets(
     rate = (
         expected_rate
         if expected_rate is not None
-        else expected_doublet_rate(adata.n_obs, rate_per_1000_cells=rate_per_1000_cells)
+        else expected_doublet_rate(
+            adata.n_obs, rate_per_1000_cells=rate_per_1000_cells, max_cells_per_lane=max_cells_per_lane
+        )
     )
     solo_kw = {
         "max_epochs": int(solo_max_epochs),
@@ -128,6 +134,7 @@ def detect_doublets(
         "rule": rule,
         "expected_rate": float(rate),
         "rate_per_1000_cells": float(rate_per_1000_cells),
+        "max_cells_per_lane": int(max_cells_per_lane),
         **{f"solo_{k}": v for k, v in solo_kw.items()},
         **{f"scrublet_{k}": v for k, v in scrublet_kw.items()},
         "random_state": int(random_state),

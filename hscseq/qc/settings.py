@@ -41,6 +41,7 @@ class QCSettings(StageSettings):
     doublet_rule: str = schema_field(STAGE, "doublet_rule")
     expected_doublet_rate: float | None = schema_field(STAGE, "expected_doublet_rate")
     doublet_rate_per_1000_cells: float = schema_field(STAGE, "doublet_rate_per_1000_cells")
+    max_cells_per_lane: int = schema_field(STAGE, "max_cells_per_lane")
     solo_max_epochs: int = schema_field(STAGE, "solo_max_epochs")
     solo_max_steps: int | None = schema_field(STAGE, "solo_max_steps")
     scrublet_n_prin_comps: int = schema_field(STAGE, "scrublet_n_prin_comps")

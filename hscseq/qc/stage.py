@@ -192,7 +192,11 @@ def _call_doublets(
         rate = opts.expected_doublet_rate
         if rate is None:
             # the rate follows the number of cells in the droplet run, not the cells passing QC
-            rate = expected_doublet_rate(adata.n_obs, rate_per_1000_cells=opts.doublet_rate_per_1000_cells)
+            rate = expected_doublet_rate(
+                adata.n_obs,
+                rate_per_1000_cells=opts.doublet_rate_per_1000_cells,
+                max_cells_per_lane=opts.max_cells_per_lane,
+            )
         detect_doublets(
             sub,
             methods=methods,
