@@ -41,11 +41,11 @@ def novelty_thresholds(
     null_uncertainty: np.ndarray,
     n_classes: int,
     *,
-    quantile: float = 0.99,
+    quantile: float,
+    absent_quantile: float,
     min_cells: int = 20,
     absent_distance: np.ndarray | None = None,
     absent_codes: np.ndarray | None = None,
-    absent_quantile: float = 0.05,
 ) -> tuple[np.ndarray, float]:
     """Per-label distance thresholds and one uncertainty threshold from held-out reference cells.
 

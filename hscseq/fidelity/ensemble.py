@@ -12,6 +12,7 @@ import pandas as pd
 
 from hscseq.fidelity import _ensemble as ens
 from hscseq.fidelity import hierarchy as hier
+from hscseq.fidelity.settings import DEFAULT_SETTINGS as _D
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +95,14 @@ def map_ensemble(
     use_rep: str = "X_integrated",
     uncorrected_rep: str | None = "X_pca_uncorrected",
     hierarchy: Mapping[str, str] | None = None,
-    n_neighbors: int = 15,
-    c: float = 1.0,
-    logreg_max_cells: int | None = 2000,
-    min_probability: float = 0.5,
-    min_parent_probability: float = 0.9,
+    n_neighbors: int = _D.n_neighbors,
+    c: float = _D.logreg_c,
+    logreg_max_cells: int | None = _D.logreg_max_cells_per_type,
+    min_probability: float = _D.min_label_probability,
+    min_parent_probability: float = _D.min_parent_probability,
     novel: np.ndarray | None = None,
-    max_distance: float = 0.3,
-    n_sibling_genes: int = 10,
+    max_distance: float = _D.hierarchy_max_distance,
+    n_sibling_genes: int = _D.sibling_genes,
     neighbors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     query_mask: np.ndarray | None = None,
     key_added: str = "mapping",

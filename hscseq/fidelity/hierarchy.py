@@ -97,9 +97,7 @@ def roll_up(
     return np.array(values, dtype=object)
 
 
-def build_hierarchy(
-    centroids: np.ndarray, labels: Sequence[str], *, max_distance: float = 0.3
-) -> dict[str, str]:
+def build_hierarchy(centroids: np.ndarray, labels: Sequence[str], *, max_distance: float) -> dict[str, str]:
     """Parents from average-linkage clustering of type ``centroids`` (types x features).
 
     Centroids are centred on their mean over types; distance is ``1 - Pearson r``; types joined below
@@ -140,8 +138,8 @@ def resolve_labels(
     classes: Sequence[str],
     hierarchy: Mapping[str, str],
     *,
-    min_probability: float = 0.5,
-    min_parent_probability: float = 0.9,
+    min_probability: float,
+    min_parent_probability: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fine label where sure; ``"<parent> (uncertain)"`` where the fine label is not but the parent is.
 

@@ -72,6 +72,9 @@ class FidelitySettings(StageSettings):
         return max(10, self.n_bootstrap // 2)
 
 
+DEFAULT_SETTINGS = FidelitySettings()
+
+
 def fidelity_settings(
     settings: FidelitySettings | Mapping[str, Any] | None = None, **changes: Any
 ) -> FidelitySettings:

@@ -70,7 +70,14 @@ def test_numeric_cores():
     codes = np.repeat([0, 1], 500)
     absent = np.concatenate([rng.normal(3.0, 0.1, 500), rng.normal(4.0, 0.1, 500)])
     thr, _ = fid.novelty_thresholds(
-        d0, codes, np.zeros(1000), 2, quantile=0.99, absent_distance=absent, absent_codes=codes
+        d0,
+        codes,
+        np.zeros(1000),
+        2,
+        quantile=0.99,
+        absent_quantile=0.05,
+        absent_distance=absent,
+        absent_codes=codes,
     )
     assert thr[0] == pytest.approx(np.quantile(absent[:500], 0.05))  # held-out-type null dominates
     assert thr[0] == pytest.approx(3.0 - 1.645 * 0.1, abs=0.03)

@@ -341,9 +341,10 @@ def test_ensemble_reuses_the_label_votes_neighbours(monkeypatch):
     codes = codes_all[ref_idx]
     res = knn_map_core(latent, ref_idx, codes, folds, query_idx, 4, n_neighbors=15)
     spaces = {"knn_integrated": (latent[ref_idx], latent[query_idx])}
-    searched = ens.ensemble_core(spaces, codes, folds, 4, n_neighbors=15)
+    kw = {"n_neighbors": 15, "c": 1.0, "logreg_max_cells": None, "n_sibling_genes": 10}
+    searched = ens.ensemble_core(spaces, codes, folds, 4, **kw)
     given = {"knn_integrated": (res["ref_neighbors"], res["query_neighbors"])}
-    reused = ens.ensemble_core(spaces, codes, folds, 4, n_neighbors=15, neighbors=given)
+    reused = ens.ensemble_core(spaces, codes, folds, 4, **kw, neighbors=given)
     for key in ("member_ref_probs", "member_query_probs"):
         np.testing.assert_array_equal(reused[key]["knn_integrated"], searched[key]["knn_integrated"])
     np.testing.assert_array_equal(reused["query_probs"], searched["query_probs"])
