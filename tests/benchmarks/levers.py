@@ -109,11 +109,13 @@ def doublets(
     solo_epochs: int,
     solo_steps: list[int],
     sim_ratios: list[float] | None = None,
+    lane_caps: list[int] | None = None,
 ) -> pd.DataFrame:
     """Doublet steps on one simulated sample per seed; ``solo_steps`` adds Scrublet + SOLO with each SOLO
     training capped at that many optimiser steps (``qc.solo_max_steps``); ``sim_ratios`` compares only the
     default and Scrublet's own threshold with those simulated-doublet ratios
-    (``qc.scrublet_sim_doublet_ratio``)."""
+    (``qc.scrublet_sim_doublet_ratio``); ``lane_caps`` compares only the default with those
+    ``qc.max_cells_per_lane`` (the expected rate's cap; a cap above the sample = the uncapped 10x formula)."""
     variants = {
         "scrublet+solo rank (default)": {"methods": ("scrublet", "solo"), "rule": "rank"},
         **{
@@ -136,6 +138,12 @@ def doublets(
             )
             for r in (4.0, *sim_ratios)
         }
+    if lane_caps:
+        variants = {
+            f"scrublet+solo rank, lane cap {n}": {"methods": ("scrublet", "solo"), "rule": "rank",
+                                                   "max_cells_per_lane": n}
+            for n in lane_caps
+        }  # fmt: skip
     rows = []
     for seed in seeds:
         spec = datasets.reference_specs(n_cells, n_donors=1)[0]
@@ -576,6 +584,7 @@ def main() -> None:
     p.add_argument("--solo-epochs", type=int, default=100)
     p.add_argument("--solo-steps", type=int, nargs="*", default=[], help="SOLO step budgets to compare")
     p.add_argument("--sim-ratios", type=float, nargs="*", default=[], help="doublets: Scrublet sim ratios")
+    p.add_argument("--lane-caps", type=int, nargs="*", default=[], help="doublets: qc.max_cells_per_lane")
     p.add_argument(
         "--configs",
         nargs="+",
@@ -592,7 +601,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     OUT.mkdir(exist_ok=True)
     if a.what == "doublets":
-        df = doublets(a.seeds, a.cells[0], a.genes, a.solo_epochs, a.solo_steps, a.sim_ratios)
+        df = doublets(a.seeds, a.cells[0], a.genes, a.solo_epochs, a.solo_steps, a.sim_ratios, a.lane_caps)
         summary = df.groupby("variant")[["precision", "recall", "auc", "seconds"]].mean()
     elif a.what == "cluster":
         from hscseq.workflow import limit_threads
