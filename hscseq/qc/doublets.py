@@ -44,28 +44,25 @@ def detect_doublets(
 ) -> ad.AnnData | None:
     """Doublets of one sample (one droplet run) with Scrublet and SOLO, combined by ``rule``.
 
-    Scrublet (``scanpy.pp.scrublet``'s steps without its dense z-score: :mod:`hscseq.qc.scrublet`)
-    simulates doublets from the sample's own cells and scores each cell by the share of simulated doublets
-    among its neighbours; the call threshold separates the two groups
-    of simulated-doublet scores (:func:`otsu_threshold`; Scrublet's own histogram-minimum rule fails on the
-    gappy score histograms of small samples). SOLO
-    (``scvi.external.SOLO``) trains a classifier of simulated doublets vs. cells on an scVI latent space;
-    the call is a doublet probability > 0.5 once its 2:1 training prior is removed. The two are
-    independent (kNN on PCA vs. a neural classifier on
-    a generative model). ``expected_rate`` (default: from the number of cells, see
-    :func:`expected_doublet_rate`) sets Scrublet's prior.
+    Scrublet (``scanpy.pp.scrublet``'s steps without its dense z-score: :mod:`hscseq.qc.scrublet`) simulates
+    doublets from the sample's own cells and scores each cell by the share of simulated doublets among its
+    neighbours; the call threshold separates the two groups of simulated-doublet scores
+    (:func:`otsu_threshold`; Scrublet's own histogram-minimum rule fails on the gappy score histograms of
+    small samples). SOLO (``scvi.external.SOLO``) trains a classifier of simulated doublets vs. cells on an
+    scVI latent space; the call is a doublet probability > 0.5 once its 2:1 training prior is removed. The two
+    are independent (kNN on PCA vs. a neural classifier on a generative model). ``expected_rate`` (default:
+    from the number of cells, see :func:`expected_doublet_rate`) sets Scrublet's prior.
 
     Scrublet's parameters default to small-sample values (why, and its memory: :mod:`hscseq.qc.scrublet`).
 
-    Combination rules. ``"rank"`` (default): each cell's combined score is the mean of its percentile
-    ranks in the methods' scores (:func:`rank_doublet_score`), and the cells called are the top
-    ``n`` by that score, with ``n`` from the sample's own data (:func:`rank_call_count`): midway between
-    Scrublet's call count at its threshold and its estimate of all doublets; without Scrublet,
-    ``expected_rate`` times the cells. The
-    two methods err on different singlets, so the mean rank separates doublets better than either
-    (simulator AUC ~0.98 vs ~0.93-0.95) while the count stays anchored on Scrublet's calibrated threshold
-    rather than on SOLO's probabilities, which over-call on small samples. The other rules combine the
-    per-method boolean calls (:func:`combine_doublet_calls`).
+    Combination rules. ``"rank"`` (default): each cell's combined score is the mean of its percentile ranks in
+    the methods' scores (:func:`rank_doublet_score`), and the cells called are the top ``n`` by that score,
+    with ``n`` from the sample's own data (:func:`rank_call_count`): midway between Scrublet's call count at
+    its threshold and its estimate of all doublets; without Scrublet, ``expected_rate`` times the cells. The
+    two methods err on different singlets, so the mean rank separates doublets better than either (simulator
+    AUC ~0.98 vs ~0.93-0.95) while the count stays anchored on Scrublet's calibrated threshold rather than on
+    SOLO's probabilities, which over-call on small samples. The other rules combine the per-method boolean
+    calls (:func:`combine_doublet_calls`).
 
     Adds to ``obs``: ``doublet_score`` (the mean-rank score for ``rule="rank"``, also in
     ``doublet_rank_score``; else the score of the first method run), ``<method>_score`` and
@@ -113,13 +110,8 @@ def detect_doublets(
     """
     _check_methods(methods, rule)
     adata = adata.copy() if copy else adata
-    rate = (
-        expected_rate
-        if expected_rate is not None
-        else expected_doublet_rate(
-            adata.n_obs, rate_per_1000_cells=rate_per_1000_cells, max_cells_per_lane=max_cells_per_lane
-        )
-    )
+    lane = {"rate_per_1000_cells": float(rate_per_1000_cells), "max_cells_per_lane": int(max_cells_per_lane)}
+    rate = expected_rate if expected_rate is not None else expected_doublet_rate(adata.n_obs, **lane)
     solo_kw = {
         "max_epochs": int(solo_max_epochs),
         "max_steps": None if solo_max_steps is None else int(solo_max_steps),
@@ -133,8 +125,7 @@ def detect_doublets(
         "methods": list(dict.fromkeys(methods)),
         "rule": rule,
         "expected_rate": float(rate),
-        "rate_per_1000_cells": float(rate_per_1000_cells),
-        "max_cells_per_lane": int(max_cells_per_lane),
+        **lane,
         **{f"solo_{k}": v for k, v in solo_kw.items()},
         **{f"scrublet_{k}": v for k, v in scrublet_kw.items()},
         "random_state": int(random_state),
