@@ -489,3 +489,9 @@ def test_plate_sample_no_loading_rate_doublets(tmp_path):
     again = ad.read_h5ad(files["h5ad"]).uns["hscseq"]["qc"]
     assert not any("plate-based" in w for w in again["warnings"])
     assert "scrublet" in again["doublets"]["methods"]
+    # as a droplet run larger than one lane (qc.max_cells_per_lane) it gets a full lane's rate
+    lane = {"doublet_rate_per_1000_cells": 0.5, "max_cells_per_lane": 20}
+    settings = {"doublet_methods": ["scrublet"], "remove_doublets": False, **lane, "per_sample": {}}
+    run_qc(**kw, figure=files["png"], sample={**row, "technology": "droplet"}, settings=settings)
+    droplet = ad.read_h5ad(files["h5ad"]).uns["hscseq"]["qc"]
+    assert droplet["doublets"]["expected_rate"] == pytest.approx(0.5 * 20 / 1000)

@@ -190,18 +190,19 @@ def _call_doublets(
     if methods and passing.sum() >= MIN_DOUBLET_CELLS:
         sub = adata[passing].copy()
         rate = opts.expected_doublet_rate
+        lane = {
+            "rate_per_1000_cells": opts.doublet_rate_per_1000_cells,
+            "max_cells_per_lane": opts.max_cells_per_lane,
+        }
         if rate is None:
             # the rate follows the number of cells in the droplet run, not the cells passing QC
-            rate = expected_doublet_rate(
-                adata.n_obs,
-                rate_per_1000_cells=opts.doublet_rate_per_1000_cells,
-                max_cells_per_lane=opts.max_cells_per_lane,
-            )
+            rate = expected_doublet_rate(adata.n_obs, **lane)
         detect_doublets(
             sub,
             methods=methods,
             rule=opts.doublet_rule,
             expected_rate=rate,
+            **lane,
             solo_max_epochs=int(opts.solo_max_epochs),
             solo_max_steps=opts.solo_max_steps,
             scrublet_n_prin_comps=int(opts.scrublet_n_prin_comps),
