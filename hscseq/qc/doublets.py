@@ -32,6 +32,7 @@ def detect_doublets(
     expected_rate: float | None = _D.expected_doublet_rate,
     rate_per_1000_cells: float = _D.doublet_rate_per_1000_cells,
     max_cells_per_lane: int = _D.max_cells_per_lane,
+    n_cells_recovered: int | None = None,
     solo_max_epochs: int = _D.solo_max_epochs,
     solo_max_steps: int | None = _D.solo_max_steps,
     scrublet_n_prin_comps: int = _D.scrublet_n_prin_comps,
@@ -82,8 +83,9 @@ def detect_doublets(
     rate_per_1000_cells
         Multiplet rate per 1,000 cells recovered (used when ``expected_rate`` is ``None``).
     max_cells_per_lane
-        Most cells one lane recovers; a larger sample counts as several full lanes
-        (:func:`expected_doublet_rate`).
+        Most cells one lane recovers; a larger sample counts as full lanes (:func:`expected_doublet_rate`).
+    n_cells_recovered
+        Cells of the droplet run that the rate follows (default ``adata.n_obs``).
     solo_max_epochs
         Epochs of the scVI model and of the SOLO classifier (``solo_max_steps`` may stop them sooner).
     solo_max_steps
@@ -111,7 +113,8 @@ def detect_doublets(
     _check_methods(methods, rule)
     adata = adata.copy() if copy else adata
     lane = {"rate_per_1000_cells": float(rate_per_1000_cells), "max_cells_per_lane": int(max_cells_per_lane)}
-    rate = expected_rate if expected_rate is not None else expected_doublet_rate(adata.n_obs, **lane)
+    n_run = adata.n_obs if n_cells_recovered is None else int(n_cells_recovered)
+    rate = expected_rate if expected_rate is not None else expected_doublet_rate(n_run, **lane)
     solo_kw = {
         "max_epochs": int(solo_max_epochs),
         "max_steps": None if solo_max_steps is None else int(solo_max_steps),

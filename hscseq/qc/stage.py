@@ -21,7 +21,6 @@ from hscseq._utils import (
     write_table,
 )
 from hscseq.qc.cell_cycle import score_cell_cycle
-from hscseq.qc.doublet_rules import expected_doublet_rate
 from hscseq.qc.doublets import detect_doublets
 from hscseq.qc.filtering import CRITERIA, filter_cells, qc_account
 from hscseq.qc.metrics import GENE_PATTERNS, qc_metrics
@@ -189,20 +188,14 @@ def _call_doublets(
     adata.obs["predicted_doublet"] = False
     if methods and passing.sum() >= MIN_DOUBLET_CELLS:
         sub = adata[passing].copy()
-        rate = opts.expected_doublet_rate
-        lane = {
-            "rate_per_1000_cells": opts.doublet_rate_per_1000_cells,
-            "max_cells_per_lane": opts.max_cells_per_lane,
-        }
-        if rate is None:
-            # the rate follows the number of cells in the droplet run, not the cells passing QC
-            rate = expected_doublet_rate(adata.n_obs, **lane)
         detect_doublets(
             sub,
             methods=methods,
             rule=opts.doublet_rule,
-            expected_rate=rate,
-            **lane,
+            expected_rate=opts.expected_doublet_rate,
+            rate_per_1000_cells=opts.doublet_rate_per_1000_cells,
+            max_cells_per_lane=opts.max_cells_per_lane,
+            n_cells_recovered=adata.n_obs,  # the droplet run's cells, not only those passing QC
             solo_max_epochs=int(opts.solo_max_epochs),
             solo_max_steps=opts.solo_max_steps,
             scrublet_n_prin_comps=int(opts.scrublet_n_prin_comps),
