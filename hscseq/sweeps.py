@@ -118,13 +118,12 @@ def fidelity_sweep(
     n_genes: int = 2000,
     seeds: Sequence[int] = (0,),
     with_controls: bool = True,
-    novelty_space: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Run the fidelity validation sweep; returns ``{"levels", "summary", "controls"}`` tables.
 
     One simulation per seed holds two in vivo donors, one in-vivo-composition query per perturbation level
     (its own batch) and the default engineered sample (HSC-like with missing HSC genes plus off-target
-    states), all mapped together. ``novelty_space``: the setting of that name (schema default when None).
+    states), all mapped together.
     """
     from scipy.stats import spearmanr
 
@@ -149,8 +148,7 @@ def fidelity_sweep(
         specs.append(datasets.engineered_spec(n_engineered))
         sims = datasets.simulate(specs, n_genes=n_genes, seed=seed)
         adata = build_fidelity_input(sims, seed=seed)
-        space = {} if novelty_space is None else {"novelty_space": novelty_space}
-        settings = fid.FidelitySettings.from_config({"n_bootstrap": n_bootstrap, "seed": seed, **space})
+        settings = fid.FidelitySettings.from_config({"n_bootstrap": n_bootstrap, "seed": seed})
         fid.map_to_reference(adata, settings=settings)
         fid.scorecard(adata, settings=settings)
         table = adata.uns["scorecard"]["table"].set_index("sample")
@@ -234,7 +232,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-engineered", type=int, default=1200)
     parser.add_argument("--n-bootstrap", type=int, default=200)
     parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_LEVELS))
-    parser.add_argument("--novelty-space", choices=["uncorrected", "aligned", "integrated"], default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = fidelity_sweep(
@@ -244,7 +241,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         n_engineered=args.n_engineered,
         n_bootstrap=args.n_bootstrap,
         seeds=args.seeds,
-        novelty_space=args.novelty_space,
     )
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_rows", 500):
         for name in ("levels", "controls", "summary"):

@@ -355,12 +355,9 @@ def run_task(
     seed: int,
     scanvi: bool,
     scvi_epochs: int | None,
-    novelty_space: str | None = None,
 ) -> pd.DataFrame:
-    """Every method on one reference/query task; one row per method (hscseq's novelty space: the setting
-    ``novelty_space``, its schema default when None)."""
+    """Every method on one reference/query task; one row per method."""
     from hscseq import fidelity as fid
-    from hscseq.fidelity.spaces import novelty_rep
 
     ref = joint.obs["reference_label"].notna().to_numpy()
     q = ~ref
@@ -407,10 +404,7 @@ def run_task(
     fid.uncorrected_pca(joint, random_state=seed)
     if "X_integrated" not in joint.obsm:  # no scVI: the uncorrected PCA stands in (one batch, paul15)
         joint.obsm["X_integrated"] = joint.obsm["X_pca_uncorrected"]
-    space = fid.FidelitySettings.from_config(
-        {"seed": seed} | ({} if novelty_space is None else {"novelty_space": novelty_space})
-    )
-    kw = {"distance_rep": novelty_rep(joint, space), "random_state": seed}
+    kw = {"distance_rep": "X_pca_uncorrected", "random_state": seed}
     knn = fid.map_to_reference(joint, label_method="knn", copy=True, **kw)
     add(
         "hscseq kNN labels (label_method=knn)",
@@ -447,21 +441,13 @@ def run(
     seeds: Sequence[int] = (0, 1),
     scanvi: bool = True,
     scvi_epochs: int | None = None,
-    novelty_space: str | None = None,
 ) -> pd.DataFrame:
     """All tasks; one row per (dataset, seed, method)."""
     tables = []
     for name in datasets_:
         for seed in seeds if name == "simulator" else seeds[:1]:
             joint, hierarchy = paul15_task(seed) if name == "paul15" else simulator_task(seed)
-            t = run_task(
-                joint,
-                hierarchy,
-                seed=seed,
-                scanvi=scanvi,
-                scvi_epochs=scvi_epochs,
-                novelty_space=novelty_space,
-            )
+            t = run_task(joint, hierarchy, seed=seed, scanvi=scanvi, scvi_epochs=scvi_epochs)
             t.insert(0, "seed", seed)
             t.insert(0, "dataset", name)
             tables.append(t)
@@ -485,12 +471,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="scVI epochs instead of scvi-tools' default (the row says so)",
     )
-    parser.add_argument(
-        "--novelty-space",
-        choices=["uncorrected", "aligned", "integrated"],
-        default=None,
-        help="hscseq's novelty space (default: the config schema's)",
-    )
     parser.add_argument("--out", default=None, help="also write the table here (TSV)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -502,7 +482,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         seeds=args.seeds,
         scanvi=not args.no_scanvi,
         scvi_epochs=args.scvi_epochs,
-        novelty_space=args.novelty_space,
     )
     print("\n== mapping benchmark ==")
     with pd.option_context("display.width", 200, "display.max_columns", 20):

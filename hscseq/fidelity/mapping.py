@@ -454,13 +454,10 @@ def _uns_record(
     }
 
 
-def _distance_rep(
-    adata: ad.AnnData, s: FidelitySettings, distance_rep: str | None, seed: int, **where: str
-) -> str | None:
-    """The ``obsm`` key novelty distances are measured in: ``distance_rep`` if present, else the settings'
-    (``where``: the reference, latent and batch keys the aligned space needs)."""
+def _distance_rep(adata: ad.AnnData, s: FidelitySettings, distance_rep: str | None, seed: int) -> str | None:
+    """The ``obsm`` key novelty distances are measured in: ``distance_rep`` if present, else the settings'."""
     if distance_rep is None:
-        return novelty_rep(adata, s, random_state=seed, **where)
+        return novelty_rep(adata, s, random_state=seed)
     if distance_rep not in adata.obsm:
         raise input_error(
             f"obsm has no {distance_rep!r} to measure distances in.",
@@ -565,9 +562,7 @@ def map_to_reference(
         adata, reference_key, s, donor_key=donor_key, stage_key=stage_key, sample_key=sample_key, seed=seed,
         query_mask=query_mask,
     )  # fmt: skip
-    distance_rep = _distance_rep(
-        adata, s, distance_rep, seed, reference_key=reference_key, use_rep=use_rep, batch_key=batch_key
-    )
+    distance_rep = _distance_rep(adata, s, distance_rep, seed)
     if method == "knn":
         res = _map_knn(adata, d, s, use_rep=use_rep, distance_rep=distance_rep, full=null is not None)
     else:
