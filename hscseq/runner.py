@@ -87,7 +87,45 @@ class RunOptions:
     allowed_rules: list[str] = field(default_factory=list)  # empty: every rule may run
 
 
-def _resource_settings(prof: Mapping[str, Any], cores: int | None):
+#: Share of the machine's memory that jobs running side by side may claim together (``hscseq run`` on the
+#: local executor, when the profile sets no ``resources: mem_mb``); the rest is left to the system.
+LOCAL_MEMORY_SHARE = 0.9
+
+
+def machine_memory_mb() -> int | None:
+    """Memory this process may use, in MB: the physical memory, or a smaller cgroup (container) limit."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return int(total // 2**20)
+
+
+def _global_resources(prof: Mapping[str, Any], *, local: bool) -> dict[str, Any]:
+    """The profile's ``resources``; on the local executor without a memory cap, ``mem_mb`` =
+    :data:`LOCAL_MEMORY_SHARE` of :func:`machine_memory_mb`, so that jobs run side by side only while
+    their estimated memory (the profile's per-rule ``mem_mb``) fits the machine. Snakemake lowers a single
+    job's estimate to the cap, so a job larger than the cap still runs, alone."""
+    resources = dict(prof.get("resources") or {})
+    memory = machine_memory_mb()
+    if local and "mem_mb" not in resources and memory:
+        resources["mem_mb"] = int(memory * LOCAL_MEMORY_SHARE)
+        logger.info(
+            "jobs run side by side while their estimated memory sums to at most %d MB (%.0f%% of %d MB); set "
+            "resources: mem_mb in the profile to change it",
+            resources["mem_mb"], 100 * LOCAL_MEMORY_SHARE, memory,
+        )  # fmt: skip
+    return resources
+
+
+def _resource_settings(prof: Mapping[str, Any], cores: int | None, *, local: bool = True):
     from snakemake.cli import parse_group_components, parse_groups, parse_set_resources, parse_set_threads
     from snakemake.resources import Resources
     from snakemake.settings.types import ResourceSettings
@@ -108,7 +146,7 @@ def _resource_settings(prof: Mapping[str, Any], cores: int | None):
         overwrite_threads=parse_set_threads(_pairs(prof.get("set-threads"))),
         overwrite_resources=parse_set_resources(set_resources),
         default_resources=defaults(_pairs(prof.get("default-resources"))),
-        resources=dict(prof.get("resources") or {}),
+        resources=_global_resources(prof, local=local),
     )
     groups = parse_groups(_pairs(prof.get("groups")))
     components = parse_group_components(_pairs(prof.get("group-components")))
@@ -132,7 +170,7 @@ def run_workflow(opts: RunOptions, *, progress: ProgressReporter | None = None) 
 
     prof = read_profile(opts.profile)
     executor = prof.get("executor", "local")  # a dry run is checked against it, then runs nothing
-    resources, groups, components = _resource_settings(prof, opts.cores)
+    resources, groups, components = _resource_settings(prof, opts.cores, local=executor == "local")
     opts.directory.mkdir(parents=True, exist_ok=True)
     progress = progress or ProgressReporter(dry_run=opts.dry_run)
     output = OutputSettings(

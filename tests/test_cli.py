@@ -134,6 +134,18 @@ def test_dry_run_applies_the_profile_resources(tmp_path, repo, profile, runtime)
     assert not (tmp_path / "results").exists()
 
 
+def test_local_runs_cap_the_memory_of_jobs_side_by_side():
+    """On one machine, jobs run side by side only while their estimated memory fits it (90% by default);
+    a profile's own cap wins, and a cluster executor gets none (its jobs run on other machines)."""
+    from hscseq.runner import _resource_settings, machine_memory_mb, read_profile
+
+    local = _resource_settings(read_profile("local"), 2, local=True)[0]
+    assert local.resources["mem_mb"] == int(machine_memory_mb() * 0.9) > 1000
+    own = _resource_settings({"resources": {"mem_mb": 1234}}, 2, local=True)[0]
+    assert own.resources["mem_mb"] == 1234
+    assert "mem_mb" not in _resource_settings(read_profile("slurm"), 2, local=False)[0].resources
+
+
 def _hscseq(*args: str, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "hscseq.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
