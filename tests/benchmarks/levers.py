@@ -43,6 +43,17 @@ each at least the default's minus 0.01 and (b) on no run it loses more than 0.03
 (2026-12-06): the rule failed (mean recall -0.017; -0.048 and -0.033 on two 10,000-cell seeds), so no cap
 was added (README Performance).
 
+Rule for scoring a subsample of Scrublet's simulated doublets (fixed on 2026-12-06, session 16, before any
+run): Scrublet's kNN classifier searches its neighbours for every observed AND every simulated cell (5 x the
+sample's cells at 4 simulated doublets per cell, brute force: ~25 of the ~80 s of a 25,000-cell sample's
+doublet step). Observed cells' scores need only their own searches; simulated cells' scores feed only the
+Otsu threshold and the detectable fraction (hence the rank rule's call count). Candidate: ``qc.
+scrublet_max_sim_scored`` = 20,000 (a seeded subsample of that many simulated cells is scored; with fewer
+simulated cells, all, as before). With ``levers.py doublets --cells 25000 --seeds 0 1 2 --sim-scored
+20000``, it becomes the default only if on every seed the default rule's precision and recall are each
+within 0.01 of the run scoring every simulated cell, and the doublet step is faster; otherwise the default
+stays null (every simulated cell scored).
+
 Rule for a faster scVI schedule (fixed on 2026-12-06, session 14, before any run with a raised learning
 rate): the candidate is a budget of 6,000 optimiser steps at Adam learning rate 3e-3
 (``s6000x128@3e-3``; the default is 16,000 steps at scvi-tools' 1e-3, ``s16000x128``; batch 128 and the KL
