@@ -239,6 +239,24 @@ def test_scrublet_matches_scanpy_without_its_dense_zscore(capfd):
     assert np.median(ours[truth]) > np.quantile(ours[~truth], 0.9)
 
 
+def test_scrublet_scores_observed_cells_alike_when_only_some_simulated_doublets_are_scored():
+    """``qc.scrublet_max_sim_scored``: observed cells' scores do not depend on how many simulated doublets
+    are scored (each cell's neighbours are searched among all of them); the threshold comes from the
+    seeded subsample's scores."""
+    from hscseq.qc.scrublet import _run_scrublet
+
+    spec = datasets.SampleSpec(
+        sample="s", condition="in_vivo", n_cells=1500, composition=datasets.REFERENCE_COMPOSITION, batch="b1"
+    )
+    adata = datasets.simulate([spec], n_genes=800, seed=2)["s"]
+    kw = {"rate": 0.03, "seed": 3, "n_prin_comps": 10, "sim_doublet_ratio": 4}
+    full, _, info_full = _run_scrublet(adata, max_sim_scored=None, **kw)
+    some, _, info_some = _run_scrublet(adata, max_sim_scored=1500, **kw)
+    np.testing.assert_array_equal(full, some)
+    assert info_some["sim_scored"] == 1500 < info_full["sim_scored"] == 4 * len(full)
+    assert info_some["detectable_fraction"] == pytest.approx(info_full["detectable_fraction"], abs=0.05)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # cell cycle
 

@@ -38,6 +38,7 @@ def detect_doublets(
     scrublet_n_prin_comps: int = _D.scrublet_n_prin_comps,
     scrublet_log_transform: bool = _D.scrublet_log_transform,
     scrublet_sim_doublet_ratio: float = _D.scrublet_sim_doublet_ratio,
+    scrublet_max_sim_scored: int | None = _D.scrublet_max_sim_scored,
     threads: int = 1,
     random_state: int = _D.seed,
     key_added: str = "doublets",
@@ -97,6 +98,8 @@ def detect_doublets(
         Log-transform the normalised counts before Scrublet's PCA.
     scrublet_sim_doublet_ratio
         Simulated doublets per cell in Scrublet.
+    scrublet_max_sim_scored
+        Simulated doublets scored for Scrublet's threshold (seeded subsample; ``None``: all).
     threads
         CPU threads for torch (SOLO).
     random_state
@@ -123,6 +126,7 @@ def detect_doublets(
         "n_prin_comps": int(scrublet_n_prin_comps),
         "log_transform": bool(scrublet_log_transform),
         "sim_doublet_ratio": float(scrublet_sim_doublet_ratio),
+        "max_sim_scored": None if scrublet_max_sim_scored is None else int(scrublet_max_sim_scored),
     }
     params = {
         "methods": list(dict.fromkeys(methods)),

@@ -54,6 +54,47 @@ def zscore_pca(
     return pca.transform(obs_s), pca.transform(sim_s)
 
 
+def knn_doublet_scores(
+    manifold_obs: np.ndarray,
+    manifold_sim: np.ndarray,
+    *,
+    n_neighbors: int,
+    expected_rate: float,
+    max_sim_scored: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scrublet's kNN doublet classifier (Wolock et al. 2019), scoring only the cells asked for.
+
+    Every observed and simulated cell is a neighbour candidate; ``k = round(n_neighbors * (1 + n_sim /
+    n_obs))`` neighbours (the cell itself first, not counted) are searched for every observed cell and
+    for every simulated cell, or a seeded subsample of ``max_sim_scored`` of them (their scores only set
+    Scrublet's threshold); with every cell scored the scores are scanpy's exact path's (tested). With ``q =
+    (simulated neighbours + 1) / (k + 2)``, ``r = n_sim / n_obs`` and ``rho = expected_rate``, the score is
+    ``q rho / r / (1 - rho - q (1 - rho - rho / r))``.
+    Returns the observed cells' scores and the scored simulated cells' scores.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n_obs, n_sim = len(manifold_obs), len(manifold_sim)
+    points = np.vstack([manifold_obs, manifold_sim])
+    is_sim = np.r_[np.zeros(n_obs, bool), np.ones(n_sim, bool)]
+    sim_rows = np.arange(n_sim)
+    if max_sim_scored is not None and n_sim > max_sim_scored:
+        sim_rows = np.sort(
+            np.random.default_rng([seed, 31]).choice(n_sim, int(max_sim_scored), replace=False)
+        )
+    queries = np.r_[np.arange(n_obs), n_obs + sim_rows]
+    k = round(n_neighbors * (1 + n_sim / float(n_obs)))
+    neighbours = (
+        NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points[queries], return_distance=False)
+    )
+    # a simulated cell's own position (first among its neighbours) is not one of its simulated neighbours
+    q = (is_sim[neighbours].sum(axis=1) - is_sim[queries] + 1.0) / (k + 2.0)
+    rho, r = float(expected_rate), n_sim / float(n_obs)
+    scores = q * rho / r / (1.0 - rho - q * (1.0 - rho - rho / r))
+    return scores[:n_obs], scores[n_obs:]
+
+
 def _scrublet_inputs(
     counts: sp.spmatrix, names: pd.Index, *, log_transform: bool, sim_doublet_ratio: float, seed: int
 ) -> tuple[ad.AnnData, ad.AnnData]:
@@ -90,9 +131,13 @@ def _run_scrublet(
     n_prin_comps: int = _D.scrublet_n_prin_comps,
     log_transform: bool = _D.scrublet_log_transform,
     sim_doublet_ratio: float = _D.scrublet_sim_doublet_ratio,
+    max_sim_scored: int | None = _D.scrublet_max_sim_scored,
     approx_neighbors: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scrublet (scanpy's steps, sparse z-scoring: module doc); threshold by :func:`otsu_threshold`.
+
+    The kNN classifier is :func:`knn_doublet_scores` (exact; at most ``max_sim_scored`` simulated cells
+    scored for the threshold), or scanpy's with ``approx_neighbors`` (pynndescent, every cell scored).
 
     Cells Scrublet filters out (fewer than 3 genes) get a NaN score. Besides the calls, returns Scrublet's
     own estimate of the sample's doublet rate: the share of cells called divided by the share of simulated
@@ -107,13 +152,20 @@ def _run_scrublet(
     scrub = Scrublet(obs.X, expected_doublet_rate=rate, stdev_doublet_rate=0.02, random_state=seed)
     n_comps = int(max(2, min(n_prin_comps, obs.n_obs - 1, obs.n_vars - 1)))
     scrub.set_manifold(*zscore_pca(obs.X, sim.X, n_comps=n_comps, random_state=scrub._random_state))
-    # approx_neighbors=False (exact scikit-learn kNN) by default: pynndescent >= 0.6 returned a scipy
-    # csr_array that scanpy 1.11.5 cannot read; constraints.txt pins 0.5.13, with which the approximate
-    # path works too (`tests/benchmarks/levers.py scrublet` compares the two).
-    scrub.calculate_doublet_scores(use_approx_neighbors=approx_neighbors, distance_metric="euclidean")
-    scores = pd.Series(scrub.doublet_scores_obs_, index=obs.obs_names).reindex(adata.obs_names)
-    scores = scores.to_numpy(dtype=np.float64)
-    sim = np.asarray(scrub.doublet_scores_sim_, dtype=np.float64)
+    if approx_neighbors:  # pynndescent (0.5.13: constraints.txt); `levers.py scrublet` compares the two
+        scrub.calculate_doublet_scores(use_approx_neighbors=True, distance_metric="euclidean")
+        obs_scores, sim = scrub.doublet_scores_obs_, scrub.doublet_scores_sim_
+    else:
+        obs_scores, sim = knn_doublet_scores(
+            scrub.manifold_obs_,
+            scrub.manifold_sim_,
+            n_neighbors=scrub._n_neighbors,
+            expected_rate=rate,
+            max_sim_scored=max_sim_scored,
+            seed=seed,
+        )
+    scores = pd.Series(obs_scores, index=obs.obs_names).reindex(adata.obs_names).to_numpy(dtype=np.float64)
+    sim = np.asarray(sim, dtype=np.float64)
     threshold = otsu_threshold(sim)
     how = "Otsu threshold of simulated doublet scores"
     if threshold is None:
@@ -130,5 +182,6 @@ def _run_scrublet(
         "n_prin_comps": int(n_prin_comps),
         "log_transform": bool(log_transform),
         "sim_doublet_ratio": float(sim_doublet_ratio),
+        "sim_scored": len(sim),
     }
     return scores, calls, info

@@ -47,6 +47,7 @@ class QCSettings(StageSettings):
     scrublet_n_prin_comps: int = schema_field(STAGE, "scrublet_n_prin_comps")
     scrublet_log_transform: bool = schema_field(STAGE, "scrublet_log_transform")
     scrublet_sim_doublet_ratio: float = schema_field(STAGE, "scrublet_sim_doublet_ratio")
+    scrublet_max_sim_scored: int | None = schema_field(STAGE, "scrublet_max_sim_scored")
     remove_doublets: bool = schema_field(STAGE, "remove_doublets")
     min_cell_cycle_genes: int = schema_field(STAGE, "min_cell_cycle_genes")
     cell_cycle_phase_rule: str = schema_field(STAGE, "cell_cycle_phase_rule")

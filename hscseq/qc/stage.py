@@ -201,6 +201,7 @@ def _call_doublets(
             scrublet_n_prin_comps=int(opts.scrublet_n_prin_comps),
             scrublet_log_transform=bool(opts.scrublet_log_transform),
             scrublet_sim_doublet_ratio=float(opts.scrublet_sim_doublet_ratio),
+            scrublet_max_sim_scored=opts.scrublet_max_sim_scored,
             threads=threads,
             random_state=int(opts.seed),
         )

@@ -121,12 +121,14 @@ def doublets(
     solo_steps: list[int],
     sim_ratios: list[float] | None = None,
     lane_caps: list[int] | None = None,
+    sim_scored: list[int] | None = None,
 ) -> pd.DataFrame:
     """Doublet steps on one simulated sample per seed; ``solo_steps`` adds Scrublet + SOLO with each SOLO
     training capped at that many optimiser steps (``qc.solo_max_steps``); ``sim_ratios`` compares only the
     default and Scrublet's own threshold with those simulated-doublet ratios
     (``qc.scrublet_sim_doublet_ratio``); ``lane_caps`` compares only the default with those
-    ``qc.max_cells_per_lane`` (the expected rate's cap; a cap above the sample = the uncapped 10x formula)."""
+    ``qc.max_cells_per_lane`` (the expected rate's cap; a cap above the sample = the uncapped 10x formula);
+    ``sim_scored`` compares only the default with those ``qc.scrublet_max_sim_scored``."""
     variants = {
         "scrublet+solo rank (default)": {"methods": ("scrublet", "solo"), "rule": "rank"},
         **{
@@ -154,6 +156,12 @@ def doublets(
             f"scrublet+solo rank, lane cap {n}": {"methods": ("scrublet", "solo"), "rule": "rank",
                                                    "max_cells_per_lane": n}
             for n in lane_caps
+        }  # fmt: skip
+    if sim_scored:
+        variants = {
+            f"scrublet+solo rank, sim scored {n or 'all'}": {"methods": ("scrublet", "solo"), "rule": "rank",
+                                                              "scrublet_max_sim_scored": n or None}
+            for n in (0, *sim_scored)
         }  # fmt: skip
     rows = []
     for seed in seeds:
@@ -597,6 +605,9 @@ def main() -> None:
     p.add_argument("--sim-ratios", type=float, nargs="*", default=[], help="doublets: Scrublet sim ratios")
     p.add_argument("--lane-caps", type=int, nargs="*", default=[], help="doublets: qc.max_cells_per_lane")
     p.add_argument(
+        "--sim-scored", type=int, nargs="*", default=[], help="doublets: qc.scrublet_max_sim_scored"
+    )
+    p.add_argument(
         "--configs",
         nargs="+",
         default=["0x128", "100x128", "100x512"],
@@ -612,7 +623,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     OUT.mkdir(exist_ok=True)
     if a.what == "doublets":
-        df = doublets(a.seeds, a.cells[0], a.genes, a.solo_epochs, a.solo_steps, a.sim_ratios, a.lane_caps)
+        df = doublets(
+            a.seeds, a.cells[0], a.genes, a.solo_epochs, a.solo_steps, a.sim_ratios, a.lane_caps, a.sim_scored
+        )
         summary = df.groupby("variant")[["precision", "recall", "auc", "seconds"]].mean()
     elif a.what == "cluster":
         from hscseq.workflow import limit_threads
