@@ -53,9 +53,8 @@ def detect_doublets(
     small samples). SOLO (``scvi.external.SOLO``) trains a classifier of simulated doublets vs. cells on an
     scVI latent space; the call is a doublet probability > 0.5 once its 2:1 training prior is removed. The two
     are independent (kNN on PCA vs. a neural classifier on a generative model). ``expected_rate`` (default:
-    from the number of cells, see :func:`expected_doublet_rate`) sets Scrublet's prior.
-
-    Scrublet's parameters default to small-sample values (why, and its memory: :mod:`hscseq.qc.scrublet`).
+    from the number of cells, see :func:`expected_doublet_rate`) sets Scrublet's prior. Scrublet's
+    parameters default to small-sample values (why, and its memory: :mod:`hscseq.qc.scrublet`).
 
     Combination rules. ``"rank"`` (default): each cell's combined score is the mean of its percentile ranks in
     the methods' scores (:func:`rank_doublet_score`), and the cells called are the top ``n`` by that score,
@@ -64,12 +63,10 @@ def detect_doublets(
     two methods err on different singlets, so the mean rank separates doublets better than either (simulator
     AUC ~0.98 vs ~0.93-0.95) while the count stays anchored on Scrublet's calibrated threshold rather than on
     SOLO's probabilities, which over-call on small samples. The other rules combine the per-method boolean
-    calls (:func:`combine_doublet_calls`).
-
-    Adds to ``obs``: ``doublet_score`` (the mean-rank score for ``rule="rank"``, also in
-    ``doublet_rank_score``; else the score of the first method run), ``<method>_score`` and
-    ``<method>_doublet`` per method, ``predicted_doublet`` (combined); to ``uns[key_added]``: thresholds,
-    rates per method and combined, and ``params``.
+    calls (:func:`combine_doublet_calls`). Adds to ``obs``: ``doublet_score`` (the mean-rank score for
+    ``rule="rank"``, also in ``doublet_rank_score``; else the score of the first method run),
+    ``<method>_score`` and ``<method>_doublet`` per method, ``predicted_doublet`` (combined); to
+    ``uns[key_added]``: thresholds, rates per method and combined, and ``params``.
 
     Parameters
     ----------
@@ -137,14 +134,9 @@ def detect_doublets(
         **{f"scrublet_{k}": v for k, v in scrublet_kw.items()},
         "random_state": int(random_state),
     }
+    run = {"rate": rate, "seed": random_state, "threads": threads}
     scores, calls, info = _run_methods(
-        adata,
-        params["methods"],
-        rate=rate,
-        seed=random_state,
-        threads=threads,
-        solo_kw=solo_kw,
-        scrublet_kw=scrublet_kw,
+        adata, params["methods"], solo_kw=solo_kw, scrublet_kw=scrublet_kw, **run
     )
     combined = _write_combined(adata, scores, calls, info, rule=rule, rate=rate)
     adata.uns[key_added] = _doublet_record(info, calls, combined, rate=rate, params=params)
