@@ -114,8 +114,7 @@ def _global_resources(prof: Mapping[str, Any], *, local: bool) -> dict[str, Any]
     their estimated memory (the profile's per-rule ``mem_mb``) fits the machine. Snakemake lowers a single
     job's estimate to the cap, so a job larger than the cap still runs, alone."""
     resources = dict(prof.get("resources") or {})
-    memory = machine_memory_mb()
-    if local and "mem_mb" not in resources and memory:
+    if local and "mem_mb" not in resources and (memory := machine_memory_mb()):
         resources["mem_mb"] = int(memory * LOCAL_MEMORY_SHARE)
         logger.info(
             "jobs run side by side while their estimated memory sums to at most %d MB (%.0f%% of %d MB); set "
