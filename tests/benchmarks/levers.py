@@ -82,6 +82,19 @@ Result (2026-12-06, ``levers.py epochs --seeds 0 --cells 50000 --genes 5000 --co
 --tag _rule2_50000_s0``): failed on the first run, 50,000 cells seed 0 (45,947 after QC; 19 instead of 50
 epochs): scib total 0.856 against 0.889, -0.033 (bio conservation 0.810 against 0.862), so the measurement
 ended there and the default stays 16,000 steps.
+
+Rule for a larger scVI batch at the same epochs (fixed on 2026-12-07, session 17, before any run of it): the
+rules above cut the cells seen (fewer epochs); this one keeps the epochs (every cell seen as often as with the
+default) and halves the optimiser steps by doubling the batch, which pays only if a step of 256 cells costs
+less than two steps of 128 (fixed per-step costs: Python and Lightning overhead, metric logging, Adam's update
+of every weight). Adam's learning rate follows the square-root rule for adaptive optimisers (Malladi et al.
+2022, NeurIPS, "On the SDEs and scaling rules for adaptive gradient algorithms"; Hoffer et al. 2017):
+1e-3 x sqrt(2) = 1.41e-3. Candidate ``s8000x256@1.41e-3`` against the default ``s16000x128``: same data and
+measure as above (``levers.py epochs``, 5,000 genes). Step 0: one timing of both at 10,000 cells; if the
+candidate's training is not at least 20% faster the rule ends there (nothing to gain). Otherwise it becomes a
+candidate default only if its scib total is at least the default's minus 0.02 on every run at 10,000 cells
+(seeds 0, 1) and 50,000 cells (seeds 0, 1), run in that order, the first failing run ending the measurement;
+adoption then needs the DAG benchmark at 10k, 50k and 100k with it.
 """
 
 from __future__ import annotations
