@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import yaml
 from snakemake.utils import update_config
 
-from hscseq import datasets
+from hscseq import datasets, score
 from hscseq.validate import MIN_CELLS, check_config_file, validate_run
 
 from .conftest import DATA, REPO
@@ -582,6 +582,45 @@ def test_unknown_hsc_signature_name(tmp_path, good):
     _problem(
         result, "'score.hsc_signature'", "['hsc_nativ']", "did you mean 'hsc_native'", fix="choose among"
     )
+
+
+def test_hsc_signature_not_scorable_on_a_gene_panel_is_refused_before_the_run(tmp_path, good):
+    """paul15 ships 3,451 genes: 6 of the 19 mouse HSC genes, below the default min_coverage 0.5. The score
+    stage would stop the run after QC and integration; the pre-run check names the sample, the file and the
+    way out. (The test overlay sets 0.3.)"""
+    rows = [_ref(good), _row("paul15", DATA / "paul15.h5ad", condition="in_vivo", label="cell_type")]
+    result = _validate(tmp_path, rows, score={"min_coverage": 0.5})
+    line = _problem(
+        result,
+        "sample 'paul15'",
+        "paul15.h5ad",
+        "'hsc_native' (mouse, 19 genes) has only 6 (32%)",
+        fix="lower score.min_coverage",
+    )
+    assert "Procr" in line  # a missing gene is named
+    assert not any("'ref1'" in p for p in result.problems)  # the simulator's full gene list: fine
+    assert _validate(tmp_path, rows, score={"min_coverage": 0.3}).ok
+
+
+def test_hsc_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, demo_small):
+    """Ingest looks Ensembl IDs up; the pre-run coverage check reads the gene names the same way."""
+    from hscseq import genes
+
+    adata = demo_small["engineered_7TF"].copy()
+    ids = genes.symbols_to_ensembl(list(adata.var_names), "mouse")
+    keep = [i for i, e in enumerate(ids) if e]
+    adata = adata[:, keep].copy()
+    adata.var_names = [ids[i] for i in keep]
+    path = tmp_path / "ids.h5ad"
+    datasets.write_h5ad_sample(adata, path)
+    default = {"min_coverage": 0.5}
+    problems = _validate(tmp_path, [_row("ids", path)], score=default).problems
+    assert not any("HSC signature" in p for p in problems), problems
+    hsc = set(score.load_signatures(species="mouse")["hsc_native"].up)
+    adata = adata[:, [g not in hsc for g in genes.ensembl_to_symbols(adata.var_names, "mouse")]].copy()
+    datasets.write_h5ad_sample(adata, tmp_path / "no_hsc.h5ad")  # the same IDs without the HSC genes
+    problems = _validate(tmp_path, [_row("n", tmp_path / "no_hsc.h5ad")], score=default).problems
+    assert any("'hsc_native'" in p and "has only 0 (0%)" in p for p in problems), problems
 
 
 def test_reference_h5ad_missing_and_label_key_absent(tmp_path, good):

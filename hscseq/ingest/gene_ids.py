@@ -14,27 +14,31 @@ from hscseq.ingest._raw import _Raw
 logger = logging.getLogger(__name__)
 
 
+def looked_up_symbols(names: list[str], species: str) -> list[str]:
+    """``names`` with every Ensembl ID replaced by its symbol (an unknown ID stays as it is)."""
+    as_ids = [genes.is_ensembl(s) for s in names]
+    if not any(as_ids):
+        return list(names)
+    it = iter(genes.ensembl_to_symbols([s for s, e in zip(names, as_ids, strict=True) if e], species))
+    return [(next(it) or s) if e else s for s, e in zip(names, as_ids, strict=True)]
+
+
+def measured_symbols(names: list[str], species: str) -> list[str]:
+    """The current symbols ingest gives a sample's gene names (Ensembl IDs looked up, aliases resolved)."""
+    return genes.resolve_symbols(looked_up_symbols(names, species), species)[0]
+
+
 def _harmonise_genes(
     raw: _Raw, *, sample: str, path: Path, species: str, min_known: float
 ) -> tuple[pd.DataFrame, dict]:
     ids = [genes.strip_version(i.strip()) if i else "" for i in raw.ids]
     symbols = [s.strip() or i for s, i in zip(raw.symbols, ids, strict=True)]
-    # Ensembl IDs in place of symbols: look the symbols up
-    as_ids = [genes.is_ensembl(s) for s in symbols]
-    if any(as_ids):
-        looked_up = genes.ensembl_to_symbols([s for s, e in zip(symbols, as_ids, strict=True) if e], species)
-        it = iter(looked_up)
-        new = []
-        for s, e in zip(symbols, as_ids, strict=True):
-            if e:
-                found = next(it)
-                new.append(found if found else s)
-            else:
-                new.append(s)
-        ids = [
-            i or (genes.strip_version(s) if e else "") for i, s, e in zip(ids, symbols, as_ids, strict=True)
-        ]
-        symbols = new
+    # Ensembl IDs in place of symbols: look the symbols up (and keep them as IDs)
+    ids = [
+        i or (genes.strip_version(s) if genes.is_ensembl(s) else "")
+        for i, s in zip(ids, symbols, strict=True)
+    ]
+    symbols = looked_up_symbols(symbols, species)
     evidence = {
         sp_: max(
             genes.known_gene_fraction(symbols, sp_),

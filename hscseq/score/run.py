@@ -116,9 +116,19 @@ def run_identity(
     """
     s = score_settings(settings)
     if not np.isfinite(adata.obs[f"score_{hsc_name}"]).any():
+        cov = adata.uns.get("signatures", {}).get("coverage")
+        row = cov[cov["signature"] == hsc_name] if isinstance(cov, pd.DataFrame) else None
+        measured = (
+            f"{int(row['n_measured'].iloc[0])} of its {int(row['n_genes'].iloc[0])} genes are measured "
+            "in the genes all samples share"
+            if row is not None and len(row)
+            else "too few of its genes are measured"
+        )
         raise input_error(
-            f"the HSC signature {hsc_name!r} could not be scored (coverage below {s.min_coverage}).",
-            fix="check the species and gene symbols, or choose another score.hsc_signature.",
+            f"the HSC signature {hsc_name!r} could not be scored: {measured} (score.min_coverage "
+            f"{s.min_coverage:g}).",
+            fix="check the species and gene symbols, give every sample's full gene list, lower "
+            "score.min_coverage (e.g. 0.3) to score on fewer genes, or choose another score.hsc_signature.",
         )
     hsc_identity(
         adata,

@@ -20,6 +20,7 @@ from hscseq.validate._base import MIN_CELLS, N_TABLE_ROWS, N_VALUES, Peek, descr
 from hscseq.validate._config import (
     check_config_file,
     check_hierarchy,
+    check_hsc_coverage,
     check_reference,
     check_signatures,
     config_problem,
@@ -197,6 +198,9 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
     labels = {s: p.labels for s, p in peeks.items() if p.labels is not None}
     sample_genes = {s: (str(sheet_df.loc[s, "species"]), p.symbols) for s, p in peeks.items() if p.symbols}
     problems, warnings = check_signatures(config, base, sample_genes)
+    if not problems:
+        paths = {s: str(sheet_df.loc[s, "path"]) for s in sample_genes}
+        problems = check_hsc_coverage(config, base, sample_genes, paths)
     result.problems += problems
     result.warnings += warnings
     ref_problems, ref_labels = check_reference(config, base)

@@ -224,6 +224,61 @@ def check_signatures(
     return problems, warnings
 
 
+def check_hsc_coverage(
+    config: Mapping,
+    base_dir: Path | None,
+    sample_genes: Mapping[str, tuple[str, list[str]]],
+    sample_paths: Mapping[str, str],
+) -> list[str]:
+    """The HSC signature (``score.hsc_signature``) must be scorable, or the score stage stops the run.
+
+    Samples are merged on the genes they all share, so the signature's coverage in the merged data is at most
+    its coverage in any one sample (gene names as ingest reads them: Ensembl IDs looked up, aliases resolved;
+    ``integrate.exclude_genes`` left out). A sample below ``score.min_coverage`` is a problem naming the
+    sample, its file and the genes it lacks.
+    """
+    from hscseq.genes import SPECIES
+    from hscseq.ingest.gene_ids import measured_symbols
+    from hscseq.score import load_signatures, resolve_genes
+
+    score = config.get("score") or {}
+    name = str(score.get("hsc_signature", "hsc_native"))
+    min_cov = float(score.get("min_coverage", 0.5))
+    excluded = [str(g) for g in (config.get("integrate") or {}).get("exclude_genes") or []]
+    paths = [resolve(str(p), base_dir) for p in score.get("user_signatures") or []]
+    problems = []
+    for sample, (species, names) in sample_genes.items():
+        if species not in SPECIES or not names:
+            continue
+        try:
+            sig = load_signatures(paths, species=species, user_species=score.get("user_species")).get(name)
+        except HscseqInputError:
+            return []  # reported by check_signatures
+        if sig is None or not sig.up:
+            continue
+        measured = measured_symbols(list(names), species)
+        found, why = resolve_genes(sig.up, measured, source=sig.species, target=species, excluded=excluded)
+        coverage = len(found) / len(set(sig.up))
+        if coverage < min_cov:
+            missing = [g for g, r in why.items() if r != "no one-to-one ortholog"][:8]
+            problems.append(
+                str(
+                    input_error(
+                        f"the HSC signature {name!r} ({sig.species}, {len(set(sig.up))} genes) has only "
+                        f"{len(found)} ({coverage:.0%}) of its genes measured here, below score.min_coverage "
+                        f"{min_cov:g}; samples are merged on the genes they all share, so the score stage "
+                        f"could not score it (missing e.g. {missing}).",
+                        sample=sample,
+                        path=sample_paths.get(sample),
+                        fix="give the sample's full gene list (not a filtered subset), or lower "
+                        "score.min_coverage (e.g. 0.3) to score on fewer genes, or choose another "
+                        "score.hsc_signature.",
+                    )
+                )
+            )
+    return problems
+
+
 def check_reference(config: Mapping, base_dir: Path | None) -> tuple[list[str], list[str] | None]:
     """(problems, reference labels) for fidelity.reference: an h5ad with counts and the label column(s)."""
     from hscseq.validate._base import Peek, _Bad
