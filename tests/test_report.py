@@ -251,6 +251,29 @@ def test_warnings_are_at_the_top_in_colour(tmp_path, report_inputs):
     assert "invivo_d1 lost" not in warnings
 
 
+def test_a_single_donor_control_and_a_missing_negative_control_are_said(tmp_path, report_inputs):
+    """With one in vivo donor the positive control holds out 20% of that donor (no donor-to-donor
+    differences): the band and the warnings say so; a run without a negative control says that too."""
+    controls = _controls().iloc[:1].assign(held_out="heldout_20pct")  # positive only, the split donor
+    controls.to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    assert "One in vivo donor: the positive control held out a random 20% of its cells" in warnings
+    assert "No negative control" in warnings
+    verdict = text[text.index('<section id="verdict"') :]
+    assert "a held-out 20% of the one in vivo donor 0.93-0.97" in verdict
+    assert "held-out real donors" not in verdict.split("<section")[1]
+    _controls().assign(held_out=["d1", "d1"]).to_csv(
+        report_inputs["tables"]["fidelity_controls"], sep="\t", index=False
+    )
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    assert "One in vivo donor" not in text and "No negative control" not in text
+    assert "held-out real donors 0.93-0.97" in text
+
+
 def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, report_inputs):
     sc = _scorecard()
     sc["hsc_identity_definitive_fraction"] = [0.31, 0.02]

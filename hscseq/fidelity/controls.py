@@ -32,6 +32,8 @@ from hscseq.fidelity.spaces import novelty_rep
 logger = logging.getLogger(__name__)
 
 CONTROL = "control"
+MAX_DONORS = 5  # donors held out in turn
+SPLIT_DONOR = "heldout_20pct"  # the held-out part of a single donor
 EXCLUDED = "excluded"  # cells a negative control leaves out of both its reference and its query
 
 
@@ -43,7 +45,7 @@ class _ControlSetup:
     labels: np.ndarray
     donors: np.ndarray
     donor_list: list[str]
-    negative_type: str
+    negative_type: str | None
     full_null: Mapping[str, Any]
     null_ref: ad.AnnData
     prog_null: float
@@ -60,12 +62,19 @@ def capped_reference(labels: np.ndarray, donors: np.ndarray, cap: int | None, *,
     return capped_positions((g.to_numpy() for _, g in pairs), cap, np.random.default_rng([seed, 23]))
 
 
-def _negative_type(latent: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
-    """The reference type farthest from every other type (centroid distances)."""
+def _negative_type(
+    latent: np.ndarray, labels: np.ndarray, classes: list[str], held: np.ndarray, min_cells: int
+) -> str | None:
+    """The reference type farthest from every other type (centroid distances) among the types with at least
+    ``min_cells`` cells in every held-out donor (``held``: one row per held-out donor, True on its cells): a
+    negative control scores that donor's cells of the type, and a handful of cells tests nothing. None when
+    no type qualifies."""
     cents = np.vstack([latent[labels == c].mean(axis=0) for c in classes])
     dmat = np.linalg.norm(cents[:, None] - cents[None], axis=2)
     np.fill_diagonal(dmat, np.inf)
-    return classes[int(np.argmax(dmat.min(axis=1)))]
+    far = dmat.min(axis=1)
+    ok = [k for k, c in enumerate(classes) if all(((labels == c) & h).sum() >= min_cells for h in held)]
+    return classes[max(ok, key=lambda k: far[k])] if ok else None
 
 
 def _alias(adata: ad.AnnData) -> ad.AnnData:
@@ -124,13 +133,21 @@ def _setup(
         reuse = all(reference_null["params"].get(k) == v for k, v in want.items())
     if len(donor_list) < 2:
         rng = np.random.default_rng([seed, 11])
-        donors = np.where(rng.random(ref.n_obs) < 0.2, "heldout_20pct", "rest")
-        donor_list = ["heldout_20pct"]
+        donors = np.where(rng.random(ref.n_obs) < 0.2, SPLIT_DONOR, "rest")
+        donor_list = [SPLIT_DONOR]
     classes = sorted(pd.unique(labels))
     negative = s.negative_control_type
     if negative is None:
         space = use_rep if use_rep in ref.obsm else distance_rep
-        negative = _negative_type(np.asarray(ref.obsm[space], dtype=float), labels, classes)
+        held = np.array([donors == d for d in donor_list[:MAX_DONORS]])
+        negative = _negative_type(
+            np.asarray(ref.obsm[space], dtype=float), labels, classes, held, s.min_cells
+        )
+        if negative is None:
+            logger.warning(
+                "controls: no reference type has %d cells in every held-out donor; negative controls skipped",
+                s.min_cells,
+            )
     if reuse:
         logger.info("controls: the full reference's null is the main mapping's (every reference cell)")
         full_null = reference_null
@@ -334,9 +351,11 @@ def controls(
 
     Positive: each in vivo donor in turn (at most five) is removed from the reference and scored as a query
     (expected ``F >= 0.9``). Negative: one reference type (``negative_control_type``, default the type
-    farthest from every other type) is removed from the reference as well, and that donor's cells of the type
-    are scored as a query (expected ``F <= 0.2``: an off-target population absent from the reference). With a
-    single donor, a random 20% of reference cells plays the held-out donor. Each control is mapped and scored
+    farthest from every other type among those with ``min_cells`` cells in every held-out donor; none
+    qualifying: no negative controls) is removed from the reference as well, and that donor's cells of the
+    type are scored as a query (expected ``F <= 0.2``: an off-target population absent from the reference).
+    With a single donor, a random 20% of reference cells plays the held-out donor (``held_out`` is then
+    ``heldout_20pct``: a split of one donor, not a second donor). Each control is mapped and scored
     with the scorecard's own setup (module docstring).
 
     Parameters
@@ -388,8 +407,9 @@ def controls(
         reference_null=reference_null,
     )
     rows, effective = [], []
-    for k, d in enumerate(st.donor_list[:5]):
-        for kind in ("positive", "negative"):
+    kinds = ("positive", "negative") if st.negative_type is not None else ("positive",)
+    for k, d in enumerate(st.donor_list[:MAX_DONORS]):
+        for kind in kinds:
             row, eff = _run_control(
                 st,
                 s,

@@ -101,8 +101,9 @@ def _verdict(page: _Page, t: Mapping[str, pd.DataFrame], colours, figures, place
         return
     body = (
         '<p class="note">One card per engineered or organoid sample. The bar shows the fidelity index (dark '
-        "tick) with its 95% CI (blue) on 0-1; the green band is where held-out real donors score (positive "
-        "control), the orange line the off-target control. See README, 'How to read the scorecard'.</p>"
+        "tick) with its 95% CI (blue) on 0-1; the green band is where held-out in vivo cells score (positive "
+        "control: each in vivo donor held out in turn, or 20% of a single donor), the orange line the "
+        "off-target control. See README, 'How to read the scorecard'.</p>"
     )
     if sc.empty:
         body += '<p class="note">No engineered or organoid sample in this run.</p>'

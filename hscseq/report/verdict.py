@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from hscseq.fidelity.controls import SPLIT_DONOR
 from hscseq.report._html import esc
 from hscseq.score.identity import CLASS_SLUGS
 
@@ -53,18 +54,35 @@ def control_band(controls: pd.DataFrame | None) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
-def sentence(row: Mapping, programme: Mapping | None = None, band: tuple[float, float] | None = None) -> str:
-    """What the numbers of one scorecard row mean, in plain words (numbers as in scorecard.tsv, rounded)."""
+def single_donor(controls: pd.DataFrame | None) -> bool:
+    """True when the positive control held out part of the one in vivo donor, not another donor."""
+    return bool(
+        controls is not None
+        and "held_out" in controls
+        and len(controls)
+        and (controls["held_out"].astype(str) == SPLIT_DONOR).all()
+    )
+
+
+def sentence(
+    row: Mapping,
+    programme: Mapping | None = None,
+    band: tuple[float, float] | None = None,
+    *,
+    split: bool = False,
+) -> str:
+    """What the numbers of one scorecard row mean, in plain words (numbers as in scorecard.tsv, rounded).
+    ``split``: the band comes from a held-out part of a single in vivo donor."""
     name = row["sample"]
     out = []
     f, lo, hi = (_num(row, k) for k in ("fidelity_index", "fidelity_index_ci_low", "fidelity_index_ci_high"))
     if np.isfinite(f):
         text = f"fidelity index {f:.2f} (95% CI {lo:.2f}-{hi:.2f}"
         if band is not None:
-            text += f"; held-out real donors {band[0]:.2f}-{band[1]:.2f}"
-            verdict = (
-                "within the range of a real donor" if hi >= band[0] else "below the range of a real donor"
-            )
+            who = "a held-out 20% of the one in vivo donor" if split else "held-out real donors"
+            ref = "that donor's own cells" if split else "a real donor"
+            text += f"; {who} {band[0]:.2f}-{band[1]:.2f}"
+            verdict = f"within the range of {ref}" if hi >= band[0] else f"below the range of {ref}"
             text += f"), {verdict}"
         else:
             text += ")"
@@ -106,7 +124,7 @@ def _bar(row: Mapping, band, negative: float | None) -> str:
     f, lo, hi = (_num(row, k) for k in ("fidelity_index", "fidelity_index_ci_low", "fidelity_index_ci_high"))
     if not np.isfinite(f):
         return '<p class="note">no fidelity index (see the scorecard table)</p>'
-    out = '<div class="bar" title="fidelity index with 95% CI; green band: held-out real donors">'
+    out = '<div class="bar" title="fidelity index with 95% CI; green band: held-out in vivo cells">'
     if band is not None:
         width = 100 * (band[1] - band[0])
         out += f'<div class="band" style="left:{100 * band[0]:.1f}%;width:{width:.1f}%"></div>'
@@ -251,7 +269,8 @@ def cards_html(
         lines = identity_and_stage(row, prow)
         if lines:
             body += '<ul class="identity">' + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>"
-        body += f'<p class="sentence" data-sample="{esc(row["sample"])}">{esc(sentence(row, prow, band))}</p>'
+        text = sentence(row, prow, band, split=single_donor(controls))
+        body += f'<p class="sentence" data-sample="{esc(row["sample"])}">{esc(text)}</p>'
         cards.append(f'<div class="card">{body}</div>')
     return f'<div class="cards">{"".join(cards)}</div>'
 
@@ -272,6 +291,28 @@ def collect_warnings(
                     f"{r['expected']}). Do not trust this run's scorecard until this is understood.",
                 )
             )
+    if single_donor(controls):
+        out.append(
+            (
+                "caution",
+                "One in vivo donor: the positive control held out a random 20% of its cells, not another "
+                "donor, so the control band holds no donor-to-donor differences and is optimistic. Add in "
+                "vivo samples of a second donor to calibrate the index against a real donor.",
+            )
+        )
+    if (
+        controls is not None
+        and "kind" in controls
+        and len(controls)
+        and (controls["kind"] != "negative").all()
+    ):
+        out.append(
+            (
+                "caution",
+                "No negative control: no reference type has enough cells (fidelity.min_cells) in every "
+                "held-out donor, so nothing shows that an absent population scores low on this reference.",
+            )
+        )
     sc = tables.get("scorecard")
     if sc is not None and "confounded" in sc:
         conf = sc.loc[sc["confounded"].astype(str) == "True", "sample"].tolist()

@@ -673,6 +673,25 @@ def test_controls_on_a_capped_reference_still_pass_and_fail(small_input):
     assert (negative["fidelity_index"] <= 0.2).all() and negative["pass"].all()
 
 
+def test_negative_control_type_needs_cells_in_every_held_out_donor():
+    """The negative control scores a held-out donor's cells of the absent type: the farthest type with one
+    cell in a donor tests nothing (a user's run chose such a type with 1 cell), so the farthest type with
+    ``min_cells`` in every held-out donor is taken, and none when no type has them."""
+    ctl = importlib.import_module("hscseq.fidelity.controls")
+    rng = np.random.default_rng(0)
+    centres = {"A": 0.0, "B": 1.0, "far": 10.0, "rare": 30.0}
+    sizes = {("A", "d1"): 40, ("A", "d2"): 40, ("B", "d1"): 40, ("B", "d2"): 40}
+    sizes |= {("far", "d1"): 12, ("far", "d2"): 12, ("rare", "d1"): 40, ("rare", "d2"): 1}
+    labels = np.repeat([t for t, _ in sizes], list(sizes.values()))
+    donors = np.repeat([d for _, d in sizes], list(sizes.values()))
+    latent = np.array([centres[t] for t in labels])[:, None] + rng.normal(0, 0.1, (len(labels), 2))
+    held = np.array([donors == d for d in ("d1", "d2")])
+    classes = sorted(centres)
+    assert ctl._negative_type(latent, labels, classes, held[:1], 10) == "rare"  # d1 has 40 rare cells
+    assert ctl._negative_type(latent, labels, classes, held, 10) == "far"  # d2 has 1: rare is skipped
+    assert ctl._negative_type(latent, labels, classes, held, 50) is None
+
+
 def test_controls_reuse_the_main_mappings_null_only_when_it_is_theirs(small_input):
     """The scorecard's kNN mapping already holds the full reference's null (its thresholds come from the
     reference cells' held-out donors, whatever the query): computed afresh it is the same, so the controls
