@@ -74,6 +74,29 @@ def test_timecourse_uses_replicate_organoids_as_units():
     assert mk.loc["week1", "mean"] < 0.01 < 0.07 < mk.loc["week6", "mean"]
 
 
+def test_timecourse_fidelity_needs_cells_of_the_lineage():
+    """A lineage's mapping fidelity is the share of its cells confidently mapped: with 1-2 stray cells it is
+    0 or 1 by chance (a user's run showed HSPC 1.0 from 2 cells), so it is measured from 10 cells on."""
+    counts = pd.DataFrame(
+        {
+            "sample": ["o1", "o1", "o2", "o2"],
+            "condition": "organoid",
+            "timepoint": "week1",
+            "lineage": ["HSPC", "T", "HSPC", "T"],
+            "n_lineage": [2, 500, 30, 400],
+            "n_confident": [2, 450, 15, 380],
+            "n_sample": [502, 502, 430, 430],
+        }
+    )
+    tc = pr.lineage_timecourse(counts).set_index(["lineage", "measure"])
+    assert tc.loc[("HSPC", "fidelity"), "n_organoids"] == 1  # o1's two cells do not count
+    assert tc.loc[("HSPC", "fidelity"), "mean"] == pytest.approx(0.5)
+    assert tc.loc[("HSPC", "fraction"), "n_organoids"] == 2  # the fraction still counts every organoid
+    assert tc.loc[("T", "fidelity"), "mean"] == pytest.approx((0.9 + 0.95) / 2)
+    lone = pr.lineage_timecourse(counts[counts["sample"] == "o1"]).set_index(["lineage", "measure"])
+    assert np.isnan(lone.loc[("HSPC", "fidelity"), "mean"])
+
+
 def test_presence_calls_present_absent_and_novel():
     table = pr.lineage_presence(_planted_counts(1))
     call = table.set_index(["sample", "lineage"])["status"]

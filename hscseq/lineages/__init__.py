@@ -29,8 +29,8 @@ Time course: per lineage and sample (organoid), the fraction and the lineage's m
 cells confidently mapped). Per timepoint the mean over replicate organoids, the between-organoid SD and a t CI
 (binomial CI with a single organoid). Trend per lineage: ordinary least squares of the per-organoid value on
 time (the number in the timepoint label, e.g. weeks), so the between-organoid scatter sets the standard error;
-t-test of the slope on n_organoids - 2 df; Benjamini-Hochberg across lineages per measure. Fidelity trends use
-organoids with at least ``min_cells_fidelity`` cells of the lineage.
+t-test of the slope on n_organoids - 2 df; Benjamini-Hochberg across lineages per measure. Fidelity trends and
+the time course's fidelity means use organoids with at least ``min_cells_fidelity`` (10) cells of the lineage.
 """
 
 from hscseq.lineages.core import (

@@ -23,6 +23,8 @@ from hscseq.lineages.core import (
 from hscseq.lineages.settings import LineageSettings, lineage_settings
 
 NOVEL = "novel"
+#: Cells of a lineage an organoid needs before its mapping fidelity is measured (time course and trends).
+MIN_CELLS_FIDELITY = 10
 
 
 HEMATOMAP_LINEAGES = ("references", "hematomap_lineages.tsv")
@@ -178,12 +180,15 @@ def presence_summary(presence: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lineage_timecourse(counts: pd.DataFrame, *, condition: str = "organoid") -> pd.DataFrame:
+def lineage_timecourse(
+    counts: pd.DataFrame, *, condition: str = "organoid", min_cells_fidelity: int = MIN_CELLS_FIDELITY
+) -> pd.DataFrame:
     """Per lineage and timepoint: mean over replicate organoids, between-organoid SD and 95% CI.
 
     Measures: ``fraction`` (lineage cells / sample cells) and ``fidelity`` (share of the lineage's cells
-    confidently mapped; NaN in organoids without cells of the lineage). With one organoid at a timepoint the
-    CI is the binomial (cell-level) CI and ``n_organoids`` says so.
+    confidently mapped, in organoids with at least ``min_cells_fidelity`` cells of the lineage: the share
+    of one or two stray cells is no lineage's fidelity; NaN where no organoid has them). With one organoid at
+    a timepoint the CI is the binomial (cell-level) CI and ``n_organoids`` says so.
     """
     sub = counts[(counts["condition"] == condition) & (counts["timepoint"].astype(str) != "")].copy()
     cols = ["lineage", "measure", "timepoint", "time", "n_organoids", "mean", "sd_between", "ci_low",
@@ -199,7 +204,7 @@ def lineage_timecourse(counts: pd.DataFrame, *, condition: str = "organoid") -> 
         ):
             if lin == NOVEL and measure == "fidelity":
                 continue
-            ok = n.to_numpy() > 0
+            ok = n.to_numpy() >= (min_cells_fidelity if measure == "fidelity" else 1)
             v = (k.to_numpy()[ok] / n.to_numpy()[ok]).astype(float)
             r = len(v)
             if r == 0:
@@ -235,7 +240,7 @@ def lineage_trends(
     *,
     settings: LineageSettings | Mapping[str, Any] | None = None,
     condition: str = "organoid",
-    min_cells_fidelity: int = 10,
+    min_cells_fidelity: int = MIN_CELLS_FIDELITY,
 ) -> pd.DataFrame:
     """Trend over time per lineage (fraction and fidelity), organoids as units, BH-adjusted per measure.
 
