@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import logging
 import os
 import shutil
@@ -118,11 +120,21 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
 
 
 def write_table(df, path: str | os.PathLike, **kwargs) -> None:
-    """Write a pandas DataFrame as TSV (gzip when the name ends in .gz), atomically."""
+    """Write a pandas DataFrame as TSV (gzip when the name ends in .gz), atomically.
+
+    The gzip header holds no time stamp and no file name, so equal tables are byte-identical files.
+    """
     path = Path(path)
-    compression = "gzip" if path.suffix == ".gz" else None
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", compression=compression, **kwargs)
+        if path.suffix != ".gz":
+            df.to_csv(tmp, sep="\t", **kwargs)
+            return
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            io.TextIOWrapper(gz, encoding="utf-8", newline="") as text,
+        ):
+            df.to_csv(text, sep="\t", **kwargs)
 
 
 #: Stored values inspected by :func:`check_raw_counts` and the tolerance of "integer".
