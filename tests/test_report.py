@@ -274,6 +274,24 @@ def test_a_single_donor_control_and_a_missing_negative_control_are_said(tmp_path
     assert "held-out real donors 0.93-0.97" in text
 
 
+def test_a_profile_reference_scorecard_is_not_read_on_a_donor_scale(tmp_path, report_inputs):
+    """Against the shipped profiles the index is identity alone, a raw share with no donor null: the card does
+    not say "1 = as close as a real donor" and a warning says what is missing."""
+    sc = _scorecard()
+    for part in ("similarity", "programme", "composition"):
+        sc[[part, f"{part}_ci_low", f"{part}_ci_high"]] = np.nan
+    sc["programme_source"] = "unavailable (profile reference)"
+    sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
+    pd.DataFrame().to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    text = out.read_text()
+    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    assert "Profile reference: no labelled in vivo samples" in warnings
+    assert "Identity 0.58 (share of cells confidently mapped to a marrow type or its lineage)" in text
+    assert "as close as a real donor)" not in text
+
+
 def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, report_inputs):
     sc = _scorecard()
     sc["hsc_identity_definitive_fraction"] = [0.31, 0.02]

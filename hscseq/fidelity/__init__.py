@@ -72,7 +72,12 @@ from hscseq.fidelity.controls import controls
 from hscseq.fidelity.de import confounded_samples, pseudobulk_de
 from hscseq.fidelity.mapping import map_to_reference
 from hscseq.fidelity.plot import plot_scorecard
-from hscseq.fidelity.profiles import load_hematomap, map_to_profiles, profile_correlation_core
+from hscseq.fidelity.profiles import (
+    hematomap_lineages,
+    load_hematomap,
+    map_to_profiles,
+    profile_correlation_core,
+)
 from hscseq.fidelity.scorecard import scorecard
 from hscseq.fidelity.settings import NOVEL, PARTS, FidelitySettings
 from hscseq.fidelity.spaces import uncorrected_pca
@@ -88,6 +93,7 @@ __all__ = [
     "controls",
     "correct_composition",
     "flag_novel",
+    "hematomap_lineages",
     "jensen_shannon",
     "knn_map_core",
     "knn_vote",

@@ -15,6 +15,7 @@ from hscseq.fidelity._stats import (
     percentile_ci,
     weighted_fidelity_index,
 )
+from hscseq.fidelity.hierarchy import composition_weights, load_hierarchy, resolve_labels
 from hscseq.fidelity.parts import (
     _scorecard_columns,
 )
@@ -22,11 +23,21 @@ from hscseq.fidelity.settings import NOVEL, PARTS, FidelitySettings
 
 logger = logging.getLogger(__name__)
 
+#: The built-in profiles' 43 types rolled up to lineages (a label-hierarchy TSV, child -> parent).
+HEMATOMAP_LINEAGES = ("references", "hematomap_lineages.tsv")
+#: ``programme_source`` of a scorecard row scored against profiles (no donors, no composition, no programme).
+PROFILE_SOURCE = "unavailable (profile reference)"
+
 
 def load_hematomap() -> pd.DataFrame:
     """The built-in HematoMap human bone-marrow profiles (genes x 43 cell types; GPL-3, see PROVENANCE)."""
     path = resource_path("references", "hematomap_human_cell2location_signatures.csv")
     return pd.read_csv(path, index_col=0)
+
+
+def hematomap_lineages() -> dict[str, str]:
+    """The shipped roll-up of the 43 HematoMap marrow types to lineages (``resources/references``)."""
+    return load_hierarchy(resource_path(*HEMATOMAP_LINEAGES))
 
 
 def profile_correlation_core(
@@ -63,6 +74,7 @@ def map_to_profiles(
     margin: float = 0.05,
     n_null: int = 20,
     chunk_size: int = 2000,
+    min_confidence: float = 0.5,
     key_added: str = "fidelity",
     random_state: int = 0,
     copy: bool = False,
@@ -72,6 +84,12 @@ def map_to_profiles(
     Limits: profiles carry no donor-to-donor variation, no composition and no cell-level null, so only
     ``identity`` and an uncalibrated correlation are available; ``novel`` cells are those whose best
     correlation does not beat the best correlation with gene-permuted profiles by ``margin``.
+
+    A cell's type probabilities are a softmax of its correlations (temperature 0.02). With the built-in
+    profiles, whose 43 types include close subtypes (e.g. eight CD4/CD8 T-cell states), a cell whose best
+    type has less than ``min_confidence`` but whose lineage (:func:`hematomap_lineages`; the sum over its
+    types) has at least that much is sure at the lineage level: ``mapped_label`` ``"<lineage> (uncertain)"``
+    and ``mapped_coarse`` True, as the ensemble mapping does with its label hierarchy.
 
     Parameters
     ----------
@@ -89,6 +107,8 @@ def map_to_profiles(
         Gene permutations of the null.
     chunk_size
         Cells densified at a time (on the selected genes only).
+    min_confidence
+        Probability a cell's type (or, with the built-in profiles, its lineage) needs to be sure.
     key_added
         ``uns`` key for parameters.
     random_state
@@ -101,6 +121,7 @@ def map_to_profiles(
     ``None``, or the modified copy when ``copy=True``; sets the same obs columns as :func:`map_to_reference`.
     """
     adata = adata.copy() if copy else adata
+    hierarchy = hematomap_lineages() if profiles is None else {}
     profiles = load_hematomap() if profiles is None else profiles
     shared = [g for g in profiles.index if g in set(adata.var_names)]
     if len(shared) < 200:
@@ -134,13 +155,20 @@ def map_to_profiles(
     classes = list(prof.columns)
     closest = np.array(classes, dtype=object)[best]
     ex = np.exp((r - best_r[:, None]) / 0.02)
-    conf = 1.0 / ex.sum(axis=1)
+    probs = ex / ex.sum(axis=1, keepdims=True)
+    conf = probs.max(axis=1)
+    sure, coarse = resolve_labels(
+        probs, classes, hierarchy, min_probability=min_confidence, min_parent_probability=min_confidence
+    )
     adata.obs["predicted_label"] = pd.Categorical(
         np.where(novel, NOVEL, closest), categories=[*classes, NOVEL]
     )
     adata.obs["closest_label"] = pd.Categorical(closest, categories=classes)
     adata.obs["label_confidence"] = conf
     adata.obs["label_uncertainty"] = 1 - conf
+    adata.obs["mapped_label"] = np.where(novel, NOVEL, sure).astype(str)
+    adata.obs["mapped_coarse"] = coarse & ~novel
+    adata.obsm[f"{key_added}_probabilities"] = probs
     adata.obs["reference_distance"] = 1 - best_r
     adata.obs["novel"] = novel
     adata.obs["is_reference"] = False
@@ -150,9 +178,11 @@ def map_to_profiles(
             "n_genes": len(genes),
             "margin": margin,
             "n_null": n_null,
+            "min_confidence": min_confidence,
             "random_state": random_state,
         },
         "labels": classes,
+        "hierarchy": hierarchy,
         "stages": [],
     }
     logger.info(
@@ -165,12 +195,38 @@ def map_to_profiles(
     return adata if copy else None
 
 
+def _profile_composition_weights(adata: ad.AnnData, key: str = "fidelity") -> pd.DataFrame:
+    """Cells x (types + novel): each cell counts 1 at the level it is sure of (a cell sure only of its lineage
+    is spread over its lineage's types by probability, as in :func:`.hierarchy.composition_weights`).
+    """
+    classes = list(adata.uns[key]["labels"])
+    novel = adata.obs["novel"].to_numpy(dtype=bool)
+    coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in adata.obs else None
+    probs = adata.obsm.get(f"{key}_probabilities")
+    if coarse is None or probs is None:  # an object mapped before the lineage level existed: argmax counts
+        best = pd.Categorical(adata.obs["closest_label"].astype(str), categories=classes).codes
+        probs, coarse = np.eye(len(classes))[best], np.zeros(adata.n_obs, dtype=bool)
+    w = composition_weights(probs, classes, adata.uns[key].get("hierarchy", {}), coarse)
+    w[novel] = 0.0
+    out = pd.DataFrame(w, columns=classes, index=adata.obs_names)
+    out[NOVEL] = novel.astype(float)
+    return out
+
+
 def _profile_scorecard(adata: ad.AnnData, cfg: FidelitySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Identity and novel share per sample against profiles (no donor null, no in vivo composition)."""
+    """Identity and novel share per sample against profiles (no donor null, no in vivo composition).
+
+    Identity: the share of cells mapped with at least ``min_confidence`` at the level they are sure of (their
+    type, or with the built-in profiles their lineage: ``mapped_coarse``), not novel; a raw share, since
+    profiles carry no held-out donor to scale it by."""
     from scipy.stats import beta as beta_dist
 
     rows, comp_rows = [], []
-    conf = (~adata.obs["novel"].to_numpy()) & (adata.obs["label_confidence"].to_numpy() >= cfg.min_confidence)
+    sure = adata.obs["label_confidence"].to_numpy() >= cfg.min_confidence
+    if "mapped_coarse" in adata.obs:
+        sure |= adata.obs["mapped_coarse"].to_numpy(dtype=bool)
+    conf = ~adata.obs["novel"].to_numpy(dtype=bool) & sure
+    weights = _profile_composition_weights(adata)
     for k, (s, grp) in enumerate(adata.obs.groupby("sample", observed=True)):
         if str(grp["condition"].iloc[0]) not in ("engineered", "organoid"):
             continue
@@ -198,10 +254,10 @@ def _profile_scorecard(adata: ad.AnnData, cfg: FidelitySettings) -> tuple[pd.Dat
         f = weighted_fidelity_index({p: parts[p] for p in PARTS}, cfg.index_weights)
         row["fidelity_index"] = float(f[0])
         row["fidelity_index_ci_low"], row["fidelity_index_ci_high"] = percentile_ci(f[1:])
-        row["programme_source"] = "unavailable (profile reference)"
+        row["programme_source"] = PROFILE_SOURCE
         rows.append(row)
-        vc = grp["predicted_label"].astype(str).value_counts(normalize=True)
-        for t, v in vc.items():
+        vc = weights.iloc[idx].mean(axis=0)
+        for t, v in vc[vc > 0].sort_values(ascending=False).items():
             k = round(v * len(idx))
             comp_rows.append(
                 {

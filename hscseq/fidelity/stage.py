@@ -235,7 +235,7 @@ def run_fidelity(
     )
     tables: dict[str, Any] = {"controls": pd.DataFrame(), "de": pd.DataFrame()}
     if src.profiles:
-        map_to_profiles(src.work, random_state=s.seed)
+        map_to_profiles(src.work, min_confidence=s.min_confidence, random_state=s.seed)
         tables["table"], tables["composition"] = _profile_scorecard(src.work, s)
     else:
         tables["table"], tables["composition"], tables["controls"] = score_with_controls(

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hscseq._utils import input_error, resource_path
+from hscseq._utils import input_error
 from hscseq.fidelity.hierarchy import load_hierarchy, roll_up
+from hscseq.fidelity.profiles import hematomap_lineages as default_hierarchy
 from hscseq.lineages.core import (
     bh_adjust,
     clopper_pearson,
@@ -25,14 +26,6 @@ from hscseq.lineages.settings import LineageSettings, lineage_settings
 NOVEL = "novel"
 #: Cells of a lineage an organoid needs before its mapping fidelity is measured (time course and trends).
 MIN_CELLS_FIDELITY = 10
-
-
-HEMATOMAP_LINEAGES = ("references", "hematomap_lineages.tsv")
-
-
-def default_hierarchy() -> dict[str, str]:
-    """The shipped roll-up of the 43 HematoMap marrow types to lineages (``resources/references``)."""
-    return load_hierarchy(resource_path(*HEMATOMAP_LINEAGES))
 
 
 def lineage_hierarchy(
@@ -85,6 +78,8 @@ def lineage_counts(
     lineage = to_lineage(obs["predicted_label"].astype(str).to_numpy(), hier)
     closest = to_lineage(obs.get("closest_label", obs["predicted_label"]).astype(str).to_numpy(), hier)
     conf = obs.get("label_confidence", pd.Series(1.0, index=obs.index)).to_numpy(float) >= cfg.min_confidence
+    if "mapped_coarse" in obs:  # sure of its parent type, hence of the lineage above it
+        conf |= obs["mapped_coarse"].to_numpy(dtype=bool)
     universe = list(dict.fromkeys([*to_lineage(labels, hier), *sorted(set(lineage) - {NOVEL})]))
     universe = [u for u in universe if u != NOVEL] + [NOVEL]
     invivo = pd.Series(np.nan, index=universe)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hscseq.fidelity.controls import SPLIT_DONOR
+from hscseq.fidelity.profiles import PROFILE_SOURCE
 from hscseq.report._html import esc
 from hscseq.score.identity import CLASS_SLUGS
 
@@ -115,7 +116,9 @@ def sentence(
         for p in ("identity", "similarity", "composition")
         if np.isfinite(_num(row, p))
     ]
-    if scores:
+    if scores and row.get("programme_source") == PROFILE_SOURCE:
+        out.append(", ".join(scores) + " (share of cells confidently mapped to a marrow type or its lineage)")
+    elif scores:
         out.append(", ".join(scores) + " (1 = as close as a real donor)")
     return f"{name}: " + ". ".join(s[0].upper() + s[1:] for s in out) + "."
 
@@ -314,6 +317,16 @@ def collect_warnings(
             )
         )
     sc = tables.get("scorecard")
+    if sc is not None and "programme_source" in sc and (sc["programme_source"] == PROFILE_SOURCE).any():
+        out.append(
+            (
+                "caution",
+                "Profile reference: no labelled in vivo samples, so each index is its identity part "
+                "alone (the share of cells confidently mapped to one of the 43 HematoMap marrow types, or "
+                "at least to its lineage); no similarity, composition, HSC programme or controls. Add "
+                "labelled in vivo samples or fidelity.reference for the full scorecard.",
+            )
+        )
     if sc is not None and "confounded" in sc:
         conf = sc.loc[sc["confounded"].astype(str) == "True", "sample"].tolist()
         if conf:
