@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hscseq import lineages
+from hscseq.fidelity.profiles import map_to_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +62,27 @@ def marker_classes(
     return best
 
 
-def profile_lineages(adata: ad.AnnData, *, seed: int = 0) -> np.ndarray:
-    """Lineage of each cell by the profile path (map_to_profiles, then the HematoMap roll-up)."""
-    from hscseq.fidelity import map_to_profiles
-
-    mapped = map_to_profiles(adata, layer=None, random_state=seed, copy=True)
+def profile_lineages(mapped: ad.AnnData) -> np.ndarray:
+    """Lineage of each cell mapped by the profile path (map_to_profiles, then the HematoMap roll-up)."""
     return lineages.to_lineage(
         mapped.obs["predicted_label"].astype(str).to_numpy(), lineages.default_hierarchy()
     )
 
 
-def compare_pbmc(adata: ad.AnnData, *, seed: int = 0) -> pd.DataFrame:
+def profile_identity(mapped: ad.AnnData) -> pd.Series:
+    """The profile scorecard's identity (share of cells confidently mapped at type or lineage level), CI."""
+    from hscseq.fidelity.profiles import _profile_scorecard
+    from hscseq.fidelity.settings import FidelitySettings
+
+    obs = mapped.obs.assign(sample="pbmc", condition="organoid")
+    table, _ = _profile_scorecard(ad.AnnData(obs=obs, uns=mapped.uns, obsm=mapped.obsm), FidelitySettings())
+    return table.iloc[0][["identity", "identity_ci_low", "identity_ci_high"]]
+
+
+def compare_pbmc(mapped: ad.AnnData) -> pd.DataFrame:
     """Per class: marker fraction, profile-path lineage fraction, absolute error (all cells in both)."""
-    truth = marker_classes(adata)
-    lineage = profile_lineages(adata, seed=seed)
+    truth = marker_classes(mapped)
+    lineage = profile_lineages(mapped)
     rows = []
     for c, lin in CLASS_TO_LINEAGE.items():
         a, b = float(np.mean(truth == c)), float(np.mean(lineage == lin))
@@ -97,7 +105,8 @@ def compare_simulator(seed: int = 0, n_cells: int = 400) -> pd.DataFrame:
         planted = pd.Series(lineages.to_lineage(a.obs["true_cell_type"].astype(str), hier)).value_counts(
             normalize=True
         )
-        measured = pd.Series(profile_lineages(a, seed=seed)).value_counts(normalize=True)
+        mapped = map_to_profiles(a, layer=None, random_state=seed, copy=True)
+        measured = pd.Series(profile_lineages(mapped)).value_counts(normalize=True)
         idx = planted.index.union(measured.index)
         err = (planted.reindex(idx).fillna(0) - measured.reindex(idx).fillna(0)).abs()
         rows.append(
@@ -125,9 +134,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     pd.set_option("display.width", 160)
     if args.what == "pbmc":
-        table = compare_pbmc(ad.read_h5ad(args.h5ad))
+        mapped = map_to_profiles(ad.read_h5ad(args.h5ad), layer=None, random_state=0, copy=True)
+        table = compare_pbmc(mapped)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"MAE over B, T, NK, monocyte: {table['abs_error'].mean():.4f}")
+        ident = profile_identity(mapped)
+        print(f"identity (profile scorecard): {ident.iloc[0]:.3f} [{ident.iloc[1]:.3f}, {ident.iloc[2]:.3f}]")
     else:
         table = pd.concat([compare_simulator(seed) for seed in range(args.seeds)], ignore_index=True)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
