@@ -244,3 +244,28 @@ def test_lineages_share_the_mapping_hierarchy_loader(tmp_path):
     path.write_text("a\tb\nb\ta\n")
     with pytest.raises(HscseqInputError, match=r"(?s)hierarchy\.tsv.*cycle.*lineages\.hierarchy"):
         pr.lineage_counts(adata, settings={"hierarchy": str(path)})
+
+
+def test_in_vivo_composition_is_taken_as_mapped_so_mapping_error_cancels():
+    """Two halves of one dataset must not differ: the query's lineages are mapped labels, so the in vivo
+    fraction they are tested against is the in vivo cells' mapped (held-out) labels, not their own labels.
+    Here the mapping calls 40% of true A cells B in both halves: B is present at its in vivo rate."""
+    n = 400
+    labels = np.array(["A"] * 300 + ["C"] * 100, dtype=object)
+    mapped = labels.copy()
+    mapped[:120] = "B"  # 120 of the 300 A cells mapped to B, in either half
+    obs = pd.DataFrame(
+        {
+            "sample": ["ref"] * n + ["half2"] * n,
+            "condition": ["in_vivo"] * n + ["engineered"] * n,
+            "reference_label": np.concatenate([labels, [None] * n]),
+            "predicted_label": np.concatenate([mapped, mapped]),
+        },
+        index=[f"c{i}" for i in range(2 * n)],
+    )
+    adata = ad.AnnData(obs=obs, uns={"fidelity": {"labels": ["A", "B", "C"]}})
+    counts = pr.lineage_counts(adata)
+    row = counts[counts["sample"] == "half2"].set_index("lineage")
+    assert row.loc["B", "invivo_fraction"] == pytest.approx(0.3)  # mapped, not labelled (0)
+    status = pr.lineage_presence(counts).set_index("lineage")["status"]
+    assert set(status[["A", "B", "C"]]) == {"present"}
