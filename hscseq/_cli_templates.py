@@ -48,7 +48,7 @@ _SHEET_HEADER = "sample\tpath\tspecies\tcondition\tbatch\ttimepoint\tdonor\tlabe
 
 _SHEET_HELP = """\
 # One row per sample, tab-separated; lines starting with # are ignored. Columns:
-#   sample      unique name (letters, digits, _ -)
+#   sample      unique name (letters, digits, _ . -)
 #   path        count matrix: .h5ad, 10x .h5, 10x matrix directory (matrix.mtx.gz + features + barcodes),
 #               .loom, or a .csv/.tsv(.gz) table; absolute path, or relative to this sheet
 #   species     mouse | human

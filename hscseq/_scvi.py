@@ -10,6 +10,7 @@ length and device in a small record so that callers can store them in ``uns[...]
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -121,14 +122,18 @@ def train(
             torch.get_num_threads(),
             accelerator,
         )
-        model.train(
-            max_epochs=int(max_epochs),
-            batch_size=size,
-            early_stopping=bool(early_stopping),
-            accelerator=accelerator,
-            enable_progress_bar=False,
-            **kw,
-        )
+        with warnings.catch_warnings():
+            # Lightning warns at every training on a machine with SLURM's srun outside a SLURM job (a login
+            # node, a local run beside a cluster install): noise in every log, nothing to act on
+            warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+            model.train(
+                max_epochs=int(max_epochs),
+                batch_size=size,
+                early_stopping=bool(early_stopping),
+                accelerator=accelerator,
+                enable_progress_bar=False,
+                **kw,
+            )
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)

@@ -116,7 +116,8 @@ def _print_validation(result) -> None:
     df = result.samples
     if df is not None and len(df):
         cols = [c for c in ("sample", "format", "species", "cells", "genes", "condition") if c in df]
-        click.echo(df[cols].to_string(index=False))
+        shown = df[cols].astype({c: "Int64" for c in ("cells", "genes") if c in cols})  # a failed peek: <NA>
+        click.echo(shown.to_string(index=False))
     for w in result.warnings:
         click.echo(click.style("warning: ", fg="yellow") + w, err=True)
     if not result.ok:

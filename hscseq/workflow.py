@@ -129,9 +129,11 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
         return None, [
             str(
                 input_error(
-                    f"the sample sheet {what}.",
+                    f"the sample sheet (config key 'samples') {what}.",
                     path=sheet,
-                    fix="pass an existing TSV with --config samples=PATH (see README, 'Sample sheet').",
+                    fix="set 'samples' in your config file, or --config samples=PATH, to an existing TSV; "
+                    "a relative path is taken from the directory you run in (an absolute one is safer; "
+                    "see README, 'Sample sheet').",
                 )
             )
         ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -48,6 +49,21 @@ def test_threads_are_set_for_training_and_restored(counts):
     _, record = _latent(counts, seed=0, threads=target)
     assert record["threads"] == target
     assert torch.get_num_threads() == before
+
+
+def test_trainings_do_not_warn_about_srun_outside_slurm(counts, tmp_path, monkeypatch):
+    """On a machine with SLURM's srun (a login node, a local run beside a cluster) Lightning warns at every
+    training that srun is not used: noise in every QC, integration and mapping log. The helper silences it."""
+    fake = tmp_path / "srun"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    for var in [v for v in os.environ if v.startswith("SLURM_")]:
+        monkeypatch.delenv(var)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _latent(counts, seed=0)
+    assert not [w for w in seen if "srun" in str(w.message)]
 
 
 def test_threads_are_restored_when_training_fails(counts):
