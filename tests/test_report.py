@@ -53,6 +53,7 @@ def _scorecard() -> pd.DataFrame:
         ("organoid_w2", "organoid", "week2", 0.7781, 0.0249),
     ):
         row = {"sample": name, "condition": cond, "timepoint": tp, "n_cells": 300, "fidelity_index": f}
+        row["reference_novel_share"] = 0.023
         row |= {"fidelity_index_ci_low": f - 0.031, "fidelity_index_ci_high": f + 0.027}
         for part, v in (
             ("identity", 0.58),
@@ -221,6 +222,7 @@ def test_verdict_sentence_numbers_equal_the_scorecard(tmp_path, report_inputs):
         assert f"hsc programme {100 * row['programme']:.0f}% established" in low
         novel = [round(100 * row[k]) for k in ("novel_share", "novel_share_ci_low", "novel_share_ci_high")]
         assert f"{novel[0]}% (ci {novel[1]}%-{novel[2]}%) off-target" in low
+        assert f"(held-out in vivo cells: {round(100 * row['reference_novel_share'])}%)" in low
         hsc = [
             round(100 * prog.loc[sample, k])
             for k in ("hsc_like_fraction", "hsc_like_ci_low", "hsc_like_ci_high")

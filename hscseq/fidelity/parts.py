@@ -343,7 +343,8 @@ def _scorecard_columns(table: pd.DataFrame) -> list[str]:
     ]
     for p in (*PARTS, "identity_raw", "jsd", "novel_share"):
         first += [p, f"{p}_ci_low", f"{p}_ci_high"]
-    first += ["programme_source", "closest_stage", "closest_stage_share", "confounded"]
+    first += ["reference_novel_share", "programme_source", "closest_stage", "closest_stage_share"]
+    first += ["confounded"]
     return [c for c in first if c in table] + [c for c in table if c not in first]
 
 

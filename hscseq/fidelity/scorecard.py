@@ -288,6 +288,8 @@ def scorecard(
             comp_rows.append(out[1])
     table = pd.DataFrame(rows)
     if not table.empty:
+        # the novel share a real donor's cells get (held-out reference cells): what a sample's is read against
+        table["reference_novel_share"] = float(adata.uns["fidelity"].get("heldout_novel_rate", np.nan))
         table = table[_scorecard_columns(table)]
     composition = pd.concat(comp_rows, ignore_index=True) if comp_rows else pd.DataFrame()
     classes = list(adata.uns["fidelity"]["labels"])

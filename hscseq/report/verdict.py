@@ -108,6 +108,11 @@ def sentence(
         parts.append(
             f"{pct(novel)} (CI {pct(_num(row, 'novel_share_ci_low'))}-"
             f"{pct(_num(row, 'novel_share_ci_high'))}) off-target states with no in vivo counterpart"
+            + (
+                f" (held-out in vivo cells: {pct(ref_novel)})"
+                if np.isfinite(ref_novel := _num(row, "reference_novel_share"))
+                else ""
+            )
         )
     if parts:
         out.append("; ".join(parts))

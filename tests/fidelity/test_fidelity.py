@@ -96,6 +96,11 @@ def test_reference_cells_mapped_accurately_with_calibrated_null(mapped):
     assert info["heldout_accuracy"] >= 0.95
     assert info["heldout_novel_rate"] <= 0.02  # held-out donors are not novel
     assert info["params"]["null_quantile"] == 0.99
+    # each scorecard row shows it beside the sample's novel share (what a real donor's cells get)
+    table = mapped.uns["scorecard"]["table"]
+    assert (table["reference_novel_share"] == info["heldout_novel_rate"]).all()
+    eng = table.set_index("sample").loc["engineered_7TF"]
+    assert eng["novel_share"] > eng["reference_novel_share"]  # its planted off-target cells
 
 
 def test_offtarget_cells_are_novel(mapped):
