@@ -306,6 +306,21 @@ def test_metrics_table_flags_values_below_the_bars(pca_result):
     assert not row.loc["ilisi", "warning"]
     assert row.loc["ari", "warning"]
     assert row["n_cells"].iloc[0] == (adata.obs["condition"] == "in_vivo").sum()
+    assert (table["note"] == "").all()  # every value computed
+
+
+def test_metrics_table_says_why_a_value_is_missing(pca_result):
+    """One in vivo batch: batch mixing cannot be measured, and the table says so instead of a blank cell;
+    no in vivo cell at all (an organoid run on the profile reference): every row says so."""
+    adata = pca_result.copy()
+    adata.obs["batch"] = np.where(adata.obs["condition"] == "in_vivo", "one", adata.obs["batch"].astype(str))
+    hi.integration_metrics(adata)
+    row = hi.metrics_table(adata).set_index("metric")
+    assert np.isnan(row.loc["ilisi", "value"]) and "one in_vivo batch only" in row.loc["ilisi", "note"]
+    assert np.isfinite(row.loc["nmi", "value"]) and row.loc["nmi", "note"] == ""
+    adata.obs["condition"] = "organoid"
+    hi.integration_metrics(adata)
+    assert hi.metrics_table(adata)["note"].str.startswith("no in_vivo cells").all()
 
 
 def _clustered_latent(n: int, *, seed: int = 0, n_labels: int = 4, n_batches: int = 2):

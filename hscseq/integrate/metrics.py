@@ -212,17 +212,23 @@ def integration_metrics(
     labels = _labels(adata, labels_key).to_numpy()
     use = ref & (labels != _UNLABELLED) if (labels[ref] != _UNLABELLED).any() else ref
     notes = []
+    missing = {"batch": "", "bio": ""}  # why a kind of metric was not computed (the table's note)
     n_sil = 0
     if not use.any():
-        notes.append(f"no {reference_condition} cells: integration metrics not computed")
+        missing = dict.fromkeys(missing, f"no {reference_condition} cells: integration metrics not computed")
+        notes.append(missing["batch"])
         values = dict.fromkeys(_METRIC_TYPES, np.nan)
     else:
         lab = labels[use] if (labels[use] != _UNLABELLED).any() else None
         if lab is None:
-            notes.append(f"no reference labels in obs[{labels_key!r}]: bio-conservation metrics not computed")
+            missing["bio"] = (
+                f"no reference labels in obs[{labels_key!r}]: bio-conservation metrics not computed"
+            )
+            notes.append(missing["bio"])
         batch = adata.obs[batch_key].astype(str).to_numpy()[use]
         if len(np.unique(batch)) < 2:
-            notes.append(f"one {reference_condition} batch only: batch-mixing metrics not computed")
+            missing["batch"] = f"one {reference_condition} batch only: batch-mixing metrics not computed"
+            notes.append(missing["batch"])
         values = integration_metrics_core(
             adata.obsm[embed][use],
             batch,
@@ -250,6 +256,7 @@ def integration_metrics(
         "bars": {k: float(bars_full[k]) for k in _METRIC_TYPES},
         "warnings": warnings,
         "notes": notes,
+        "missing": missing,
         "params": {
             "embed": embed,
             "batch_key": batch_key,
@@ -270,7 +277,8 @@ def metrics_table(adata: ad.AnnData, *, key: str = "integration_metrics") -> pd.
     """Table of :func:`integration_metrics`: one row per metric.
 
     Columns: ``metric``, ``type`` (batch | bio), ``value``, ``bar``, ``warning`` (True when below the bar),
-    ``method`` (integration method), ``n_cells`` (reference cells measured).
+    ``method`` (integration method), ``n_cells`` (reference cells measured), ``note`` (why a value is
+    missing, e.g. one in vivo batch only).
     """
     res = adata.uns[key]
     method = adata.uns.get("integrated", {}).get("params", {}).get("method", "")
@@ -287,6 +295,7 @@ def metrics_table(adata: ad.AnnData, *, key: str = "integration_metrics") -> pd.
                 "warning": bool(np.isfinite(value) and value < bar),
                 "method": method,
                 "n_cells": int(res["params"]["n_cells"]),
+                "note": "" if np.isfinite(value) else res.get("missing", {}).get(kind, ""),
             }
         )
     return pd.DataFrame(rows)
