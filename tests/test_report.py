@@ -292,6 +292,19 @@ def test_a_profile_reference_scorecard_is_not_read_on_a_donor_scale(tmp_path, re
     assert "Profile reference: no labelled in vivo samples" in warnings
     assert "Identity 0.58 (share of cells confidently mapped to a marrow type or its lineage)" in text
     assert "as close as a real donor)" not in text
+    assert "HSC programme not assessed" not in text  # a profile row says so in its warning
+
+
+def test_a_missing_programme_part_is_said_not_dropped(tmp_path, report_inputs):
+    sc = _scorecard()
+    sc.loc[0, ["programme", "programme_ci_low", "programme_ci_high"]] = np.nan
+    sc["programme_source"] = ["unavailable", "score_table"]
+    sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
+    out = tmp_path / "report.html"
+    write_report(out, **report_inputs)
+    sentences = _sentences(out.read_text())
+    assert "HSC programme not assessed (no HSC type in the reference" in sentences["engineered_A"]
+    assert "not assessed" not in sentences["organoid_w2"]
 
 
 def test_other_stages_columns_and_presence_tables_render_when_present(tmp_path, report_inputs):

@@ -96,6 +96,8 @@ def sentence(
             f"(CI {pct(_num(p, 'hsc_like_ci_low'))}-{pct(_num(p, 'hsc_like_ci_high'))})"
         )
     prog = _num(row, "programme")
+    if not np.isfinite(prog) and row.get("programme_source") == "unavailable":
+        parts.append("HSC programme not assessed (no HSC type in the reference, no HSC programme scores)")
     if np.isfinite(prog):
         text = f"HSC programme {pct(prog)} established"
         missing = str((programme or {}).get("missing_genes", "") or "")
