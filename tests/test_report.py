@@ -295,6 +295,23 @@ def test_a_profile_reference_scorecard_is_not_read_on_a_donor_scale(tmp_path, re
     assert "HSC programme not assessed" not in text  # a profile row says so in its warning
 
 
+def test_time_course_figures_only_with_organoid_timepoints(tmp_path, report_inputs):
+    """An engineered-only run has no time course: its placeholder figures are left out, not shown."""
+    inputs = dict(report_inputs)
+    inputs["figures"] = [*inputs["figures"], _png(tmp_path / "timecourse_composition.png", "tc")]
+    tc = tmp_path / "timecourse.tsv"
+    inputs["tables"] = {**inputs["tables"], "timecourse": tc}
+    out = tmp_path / "report.html"
+    pd.DataFrame(columns=["sample", "timepoint", "fidelity_index"]).to_csv(tc, sep="\t", index=False)
+    write_report(out, **inputs)
+    assert 'data-figure="timecourse_composition.png"' not in out.read_text()
+    pd.DataFrame({"sample": ["o1"], "timepoint": ["week2"], "fidelity_index": [0.7]}).to_csv(
+        tc, sep="\t", index=False
+    )
+    write_report(out, **inputs)
+    assert 'data-figure="timecourse_composition.png"' in out.read_text()
+
+
 def test_a_missing_programme_part_is_said_not_dropped(tmp_path, report_inputs):
     sc = _scorecard()
     sc.loc[0, ["programme", "programme_ci_low", "programme_ci_high"]] = np.nan

@@ -151,7 +151,11 @@ def _composition(page: _Page, t, colours, figures, placed) -> None:
         + table_html(comp, "composition"),
     )
     page.section("similarity", "Similarity per cell type", _note("similarity") + heat)
-    # the organoid stage's time-course figures and lineage tables have their slot here
+    # the organoid stage's time-course figures and lineage tables have their slot here; without organoid
+    # timepoints the time-course figures are placeholders: left out (their tables stay, empty)
+    tc = t.get("timecourse")
+    if tc is not None and tc.empty:
+        placed.update(Path(f).name for f in figures if Path(f).name.startswith("timecourse"))
     body = _note("timecourse") + _figures_named(figures, ["timecourse", "lineage"], placed)
     for name in ("lineage_summary", "lineage_presence", "lineage_trends", "timecourse"):
         if name in t:
