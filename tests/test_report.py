@@ -241,12 +241,17 @@ def test_verdict_sentence_numbers_equal_the_scorecard(tmp_path, report_inputs):
     assert "missing Procr, Hlf, Mecom" in sentences["engineered_A"]
 
 
-def test_warnings_are_at_the_top_in_colour(tmp_path, report_inputs):
-    _controls(pass_positive=False).to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
+def _written(tmp_path, report_inputs) -> tuple[str, str]:
+    """The report written from ``report_inputs``: its HTML and its warnings section."""
     out = tmp_path / "report.html"
     write_report(out, **report_inputs)
     text = out.read_text()
-    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    return text, text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+
+
+def test_warnings_are_at_the_top_in_colour(tmp_path, report_inputs):
+    _controls(pass_positive=False).to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
+    _, warnings = _written(tmp_path, report_inputs)
     assert '<div class="warn bad">Control failed: positive: held-out donor d1 scored 0.62' in warnings
     assert "Confounded batches: engineered_A - no in vivo cells" in warnings
     assert "Excess QC removal: organoid_w2 lost 66%" in warnings
@@ -258,10 +263,7 @@ def test_a_single_donor_control_and_a_missing_negative_control_are_said(tmp_path
     differences): the band and the warnings say so; a run without a negative control says that too."""
     controls = _controls().iloc[:1].assign(held_out="heldout_20pct")  # positive only, the split donor
     controls.to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
-    out = tmp_path / "report.html"
-    write_report(out, **report_inputs)
-    text = out.read_text()
-    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    text, warnings = _written(tmp_path, report_inputs)
     assert "One in vivo donor: the positive control held out a random 20% of its cells" in warnings
     assert "No negative control" in warnings
     verdict = text[text.index('<section id="verdict"') :]
@@ -270,8 +272,7 @@ def test_a_single_donor_control_and_a_missing_negative_control_are_said(tmp_path
     _controls().assign(held_out=["d1", "d1"]).to_csv(
         report_inputs["tables"]["fidelity_controls"], sep="\t", index=False
     )
-    write_report(out, **report_inputs)
-    text = out.read_text()
+    text, _ = _written(tmp_path, report_inputs)
     assert "One in vivo donor" not in text and "No negative control" not in text
     assert "held-out real donors 0.93-0.97" in text
 
@@ -285,10 +286,7 @@ def test_a_profile_reference_scorecard_is_not_read_on_a_donor_scale(tmp_path, re
     sc["programme_source"] = "unavailable (profile reference)"
     sc.to_csv(report_inputs["tables"]["scorecard"], sep="\t", index=False)
     pd.DataFrame().to_csv(report_inputs["tables"]["fidelity_controls"], sep="\t", index=False)
-    out = tmp_path / "report.html"
-    write_report(out, **report_inputs)
-    text = out.read_text()
-    warnings = text[text.index('<section id="warnings"') : text.index('<section id="verdict"')]
+    text, warnings = _written(tmp_path, report_inputs)
     assert "Profile reference: no labelled in vivo samples" in warnings
     assert "Identity 0.58 (share of cells confidently mapped to a marrow type or its lineage)" in text
     assert "as close as a real donor)" not in text
