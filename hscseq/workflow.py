@@ -115,9 +115,8 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
     tab-separated file, required columns present, unknown columns, sample names unique, every path present,
     label_column only on in vivo samples, at most one species among in vivo samples, and (``detect``) the
     format of every auto-detected count matrix (cheap: signature and names; non-regular files refused
-    without being opened). The DataFrame is ``None`` when the sheet cannot be read at all.
-    JSON-schema validation of each row is done by :func:`hscseq.validate.validate_run`.
-    """
+    without being opened). The DataFrame is ``None`` when the sheet cannot be read at all. Rows are
+    validated against their JSON schema by :func:`hscseq.validate.validate_run`."""
     import pandas as pd
 
     from hscseq._utils import HscseqInputError, input_error
@@ -131,9 +130,8 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
                 input_error(
                     f"the sample sheet (config key 'samples') {what}.",
                     path=sheet,
-                    fix="set 'samples' in your config file, or --config samples=PATH, to an existing TSV; "
-                    "a relative path is taken from the directory you run in (an absolute one is safer; "
-                    "see README, 'Sample sheet').",
+                    fix="set 'samples' (config file or --config samples=PATH) to an existing TSV; a "
+                    "relative path is taken from the directory you run in (README, 'Sample sheet').",
                 )
             )
         ]

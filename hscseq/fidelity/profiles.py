@@ -65,6 +65,26 @@ def profile_correlation_core(
     return r, null
 
 
+def _correlations(var_names, counts, prof: pd.DataFrame, n_genes, n_null, chunk_size, seed):
+    """Cells x profiles correlations of log-CPM on the ``n_genes`` most variable profile genes, the
+    permutation null of each cell's best r, and those genes (cells densified ``chunk_size`` at a time)."""
+    log_prof = np.log1p(prof.to_numpy().T / prof.to_numpy().sum(axis=0)[:, None] * 1e6)
+    top = np.argsort(-log_prof.var(axis=0))[: min(n_genes, len(prof.index))]
+    genes = [prof.index[i] for i in top]
+    log_prof = log_prof[:, top]
+    lib = np.asarray(counts.sum(axis=1)).ravel()
+    sub = counts[:, var_names.get_indexer(genes)]
+    r = np.zeros((counts.shape[0], len(prof.columns)))
+    null = np.zeros(counts.shape[0])
+    for start in range(0, counts.shape[0], chunk_size):
+        stop = min(start + chunk_size, counts.shape[0])
+        block = sub[start:stop].toarray() / np.clip(lib[start:stop, None], 1, None) * 1e6
+        r[start:stop], null[start:stop] = profile_correlation_core(
+            np.log1p(block), log_prof, n_null=n_null, seed=seed
+        )
+    return r, null, genes
+
+
 def map_to_profiles(
     adata: ad.AnnData,
     *,
@@ -131,24 +151,8 @@ def map_to_profiles(
             "single-cell reference h5ad in config fidelity.reference.",
         )
     prof = profiles.loc[shared]
-    log_prof = np.log1p(prof.to_numpy().T / prof.to_numpy().sum(axis=0)[:, None] * 1e6)
-    var = log_prof.var(axis=0)
-    top = np.argsort(-var)[: min(n_genes, len(shared))]
-    genes = [shared[i] for i in top]
-    log_prof = log_prof[:, top]
-    counts = adata.layers[layer] if layer else adata.X
-    counts = sp.csr_matrix(counts)
-    lib = np.asarray(counts.sum(axis=1)).ravel()
-    gidx = adata.var_names.get_indexer(genes)
-    sub = counts[:, gidx]
-    r = np.zeros((adata.n_obs, len(prof.columns)))
-    null = np.zeros(adata.n_obs)
-    for start in range(0, adata.n_obs, chunk_size):
-        stop = min(start + chunk_size, adata.n_obs)
-        block = sub[start:stop].toarray() / np.clip(lib[start:stop, None], 1, None) * 1e6
-        r[start:stop], null[start:stop] = profile_correlation_core(
-            np.log1p(block), log_prof, n_null=n_null, seed=random_state
-        )
+    counts = sp.csr_matrix(adata.layers[layer] if layer else adata.X)
+    r, null, genes = _correlations(adata.var_names, counts, prof, n_genes, n_null, chunk_size, random_state)
     best = r.argmax(axis=1)
     best_r = r.max(axis=1)
     novel = best_r < null + margin

@@ -147,6 +147,55 @@ def integration_metrics_core(
     return out
 
 
+def _measure(
+    embedding,
+    use,
+    labels,
+    batches,
+    *,
+    labels_key,
+    reference_condition,
+    n_neighbors,
+    silhouette_max_cells,
+    seed,
+):
+    """The metrics on the ``use`` cells, why a kind was not computed (``missing``), notes, silhouette n."""
+    notes = []
+    missing = {"batch": "", "bio": ""}  # why a kind of metric was not computed (the table's note)
+    n_sil = 0
+    if not use.any():
+        missing = dict.fromkeys(missing, f"no {reference_condition} cells: integration metrics not computed")
+        notes.append(missing["batch"])
+        values = dict.fromkeys(_METRIC_TYPES, np.nan)
+    else:
+        lab = labels[use] if (labels[use] != _UNLABELLED).any() else None
+        if lab is None:
+            missing["bio"] = (
+                f"no reference labels in obs[{labels_key!r}]: bio-conservation metrics not computed"
+            )
+            notes.append(missing["bio"])
+        batch = batches[use]
+        if len(np.unique(batch)) < 2:
+            missing["batch"] = f"one {reference_condition} batch only: batch-mixing metrics not computed"
+            notes.append(missing["batch"])
+        values = integration_metrics_core(
+            embedding[use],
+            batch,
+            lab,
+            n_neighbors=n_neighbors,
+            silhouette_max_cells=silhouette_max_cells,
+            seed=seed,
+        )
+        if lab is not None:
+            sil_batch = batch if len(np.unique(batch)) > 1 else None
+            n_sil = len(silhouette_subsample(lab, sil_batch, max_cells=silhouette_max_cells, seed=seed))
+            if n_sil < len(lab):
+                notes.append(
+                    f"silhouettes estimated on a stratified subsample of {n_sil} of {len(lab)} cells"
+                )
+    return values, missing, notes, n_sil
+
+
 def integration_metrics(
     adata: ad.AnnData,
     *,
@@ -211,39 +260,11 @@ def integration_metrics(
     )
     labels = _labels(adata, labels_key).to_numpy()
     use = ref & (labels != _UNLABELLED) if (labels[ref] != _UNLABELLED).any() else ref
-    notes = []
-    missing = {"batch": "", "bio": ""}  # why a kind of metric was not computed (the table's note)
-    n_sil = 0
-    if not use.any():
-        missing = dict.fromkeys(missing, f"no {reference_condition} cells: integration metrics not computed")
-        notes.append(missing["batch"])
-        values = dict.fromkeys(_METRIC_TYPES, np.nan)
-    else:
-        lab = labels[use] if (labels[use] != _UNLABELLED).any() else None
-        if lab is None:
-            missing["bio"] = (
-                f"no reference labels in obs[{labels_key!r}]: bio-conservation metrics not computed"
-            )
-            notes.append(missing["bio"])
-        batch = adata.obs[batch_key].astype(str).to_numpy()[use]
-        if len(np.unique(batch)) < 2:
-            missing["batch"] = f"one {reference_condition} batch only: batch-mixing metrics not computed"
-            notes.append(missing["batch"])
-        values = integration_metrics_core(
-            adata.obsm[embed][use],
-            batch,
-            lab,
-            n_neighbors=n_neighbors,
-            silhouette_max_cells=silhouette_max_cells,
-            seed=seed,
-        )
-        if lab is not None:
-            sil_batch = batch if len(np.unique(batch)) > 1 else None
-            n_sil = len(silhouette_subsample(lab, sil_batch, max_cells=silhouette_max_cells, seed=seed))
-            if n_sil < len(lab):
-                notes.append(
-                    f"silhouettes estimated on a stratified subsample of {n_sil} of {len(lab)} cells"
-                )
+    values, missing, notes, n_sil = _measure(
+        adata.obsm[embed], use, labels, adata.obs[batch_key].astype(str).to_numpy(),
+        labels_key=labels_key, reference_condition=reference_condition, n_neighbors=n_neighbors,
+        silhouette_max_cells=silhouette_max_cells, seed=seed,
+    )  # fmt: skip
     warnings = []
     for name, value in values.items():
         if np.isfinite(value) and value < bars_full[name]:
