@@ -623,6 +623,15 @@ def test_hsc_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, de
     assert any("'hsc_native'" in p and "has only 0 (0%)" in p for p in problems), problems
 
 
+def test_a_single_labelled_in_vivo_donor_is_warned_about(tmp_path, good):
+    """With one labelled in vivo donor the positive control can only hold out part of it: said before the run."""
+    one = _validate(tmp_path, [_ref(good), _row("e", good["h5"])])
+    assert any("one labelled in vivo donor (['ref1'])" in w for w in one.warnings), one.warnings
+    ref2 = _row("ref2", good["h5ad2"], condition="in_vivo", label="true_cell_type")
+    two = _validate(tmp_path, [_ref(good), ref2, _row("e", good["h5"])])
+    assert not any("one labelled in vivo donor" in w for w in two.warnings), two.warnings
+
+
 def test_reference_h5ad_missing_and_label_key_absent(tmp_path, good):
     rows = [_row("ref", good["h5ad"], condition="in_vivo"), _row("e", good["h5"])]
     result = _validate(tmp_path, rows, fidelity={"reference": str(tmp_path / "nope.h5ad")})

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from hscseq._labels import DONOR_CANDIDATES
 from hscseq._utils import HscseqInputError
 from hscseq.validate._base import MIN_CELLS, N_TABLE_ROWS, N_VALUES, Peek, describe
 from hscseq.validate._config import (
@@ -123,6 +125,17 @@ def _check_conditions(sheet_df: pd.DataFrame, config: Mapping, labels: Mapping[s
                     "the cell types (at least two), or set fidelity.reference to a labelled reference h5ad."
                 )
             )
+        )
+    rows = invivo.loc[invivo.index.isin(list(labelled))].assign(sample=lambda d: d.index)
+    if (
+        labelled
+        and not fid.get("reference")
+        and all(rows[c].astype(str).replace("", np.nan).nunique() < 2 for c in DONOR_CANDIDATES if c in rows)
+    ):
+        warnings.append(
+            f"one labelled in vivo donor ({sorted(labelled)}): the positive control will hold out a random "
+            "20% of its cells instead of another donor, so the control band holds no donor-to-donor "
+            "differences; add labelled in vivo samples of a second donor for a calibrated index."
         )
     if ref_labels is not None and len(ref_labels) < 2:
         problems.append(
