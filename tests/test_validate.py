@@ -624,7 +624,7 @@ def test_hsc_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, de
 
 
 def test_a_single_labelled_in_vivo_donor_is_warned_about(tmp_path, good):
-    """With one labelled in vivo donor the positive control can only hold out part of it: said before the run."""
+    """With one labelled in vivo donor the positive control can only hold out part of it: said beforehand."""
     one = _validate(tmp_path, [_ref(good), _row("e", good["h5"])])
     assert any("one labelled in vivo donor (['ref1'])" in w for w in one.warnings), one.warnings
     ref2 = _row("ref2", good["h5ad2"], condition="in_vivo", label="true_cell_type")

@@ -183,10 +183,10 @@ def map_to_profiles(
             "margin": margin,
             "n_null": n_null,
             "min_confidence": min_confidence,
+            "lineage_level": bool(hierarchy),  # the built-in profiles' lineages (hematomap_lineages)
             "random_state": random_state,
         },
         "labels": classes,
-        "hierarchy": hierarchy,
         "stages": [],
     }
     logger.info(
@@ -210,7 +210,8 @@ def _profile_composition_weights(adata: ad.AnnData, key: str = "fidelity") -> pd
     if coarse is None or probs is None:  # an object mapped before the lineage level existed: argmax counts
         best = pd.Categorical(adata.obs["closest_label"].astype(str), categories=classes).codes
         probs, coarse = np.eye(len(classes))[best], np.zeros(adata.n_obs, dtype=bool)
-    w = composition_weights(probs, classes, adata.uns[key].get("hierarchy", {}), coarse)
+    lineage_level = adata.uns[key].get("params", {}).get("lineage_level", False)
+    w = composition_weights(probs, classes, hematomap_lineages() if lineage_level else {}, coarse)
     w[novel] = 0.0
     out = pd.DataFrame(w, columns=classes, index=adata.obs_names)
     out[NOVEL] = novel.astype(float)

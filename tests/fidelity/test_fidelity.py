@@ -400,7 +400,7 @@ def test_profile_reference_maps_lineages_and_refuses_mouse(tmp_path):
         )
 
 
-def test_profile_cells_between_close_subtypes_are_sure_of_their_lineage():
+def test_profile_cells_between_close_subtypes_are_sure_of_their_lineage(tmp_path):
     """HematoMap has eight CD4/CD8 T states whose profiles correlate within ~0.02: a real T cell's best type
     rarely reaches 0.5 (on real PBMCs only 13% of cells did, so real blood scored identity 0.13). A cell
     halfway between two T profiles is sure of its lineage, not of its type: ``T (uncertain)``, counted as
@@ -432,6 +432,9 @@ def test_profile_cells_between_close_subtypes_are_sure_of_their_lineage():
     argmax_t = a.obs["predicted_label"].astype(str).isin(t_types).mean()
     assert frac.reindex(t_types).fillna(0).sum() == pytest.approx(argmax_t)
     assert frac[["CD4 Tnaive", "CD4 Tem"]].min() > 0.1  # spread, not all on one argmax
+    a.write_h5ad(tmp_path / "mapped.h5ad")  # the final h5ad keeps what the scorecard needs ("HSC/MPP" too)
+    again = _profile_scorecard(ad.read_h5ad(tmp_path / "mapped.h5ad"), fid.FidelitySettings())[1]
+    pd.testing.assert_series_equal(again.set_index("cell_type")["fraction"], frac)
 
 
 def test_missing_counts_is_an_input_error(mapped, tmp_path):
