@@ -291,7 +291,12 @@ def _write_mapping_quality(
 
 
 def _h5ad_safe(adata: ad.AnnData) -> ad.AnnData:
-    """Make uns tables writable (object columns -> str; DataFrame attrs dropped)."""
+    """Make uns tables writable (object columns -> str; DataFrame attrs dropped) and the label hierarchy a
+    child/parent table (as a dict, h5ad would nest a label such as ``HSC/MPP`` into groups)."""
+    mapping = adata.uns.get("mapping")
+    if isinstance(mapping, dict) and isinstance(mapping.get("hierarchy"), dict):
+        hier = mapping["hierarchy"]
+        mapping["hierarchy"] = pd.DataFrame({"child": list(hier), "parent": [str(v) for v in hier.values()]})
     for key in ("table", "composition", "controls"):
         df = adata.uns["scorecard"].get(key)
         if isinstance(df, pd.DataFrame):

@@ -213,6 +213,8 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
         **out,
     )
     card = pd.read_csv(out["scorecard"], sep="\t").set_index("sample")
+    hier = ad.read_h5ad(out["final"]).uns["mapping"]["hierarchy"]  # a table: labels with "/" stay whole
+    assert isinstance(hier, pd.DataFrame) and list(hier.columns) == ["child", "parent"]
     assert card.loc["engineered_7TF", "programme"] == pytest.approx(0.6)
     assert card.loc["engineered_7TF", "programme_source"] == "score_table"
     assert bool(card.loc["engineered_7TF", "confounded"])
