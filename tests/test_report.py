@@ -526,3 +526,12 @@ def test_snakemake_report_holds_the_results_with_their_captions(workflow_run, tm
     # captions from workflow/report/*.rst, rendered (the qc one with its sample wildcard filled in)
     assert "held-out real" in text and "Integration quality measured with scib-metrics" in text
     assert "Quality control of sample" in text and "{{ snakemake.wildcards.sample }}" not in text
+
+
+def test_card_shares_are_percentages_that_do_not_round_to_zero():
+    """A card showed "HSC-like: 0.00 [0.00, 0.00]" beside "HSC-like 0.1%": shares are percentages."""
+    from hscseq.report.verdict import _kv
+
+    assert "<b>0.1%</b> [0.0%, 0.3%]" in _kv("HSC-like", 0.001, 0.0, 0.003, share=True)
+    assert "<b>36%</b> [27%, 45%]" in _kv("novel share", 0.36, 0.27, 0.45, share=True)
+    assert "<b>0.61</b> [0.58, 0.64]" in _kv("identity", 0.61, 0.58, 0.64)

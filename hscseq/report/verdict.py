@@ -146,12 +146,19 @@ def _bar(row: Mapping, band, negative: float | None) -> str:
     return out + f'<div class="ticks">{ticks}</div></div>'
 
 
-def _kv(label: str, value: float, lo: float = np.nan, hi: float = np.nan) -> str:
+def _share(x: float) -> str:
+    """A share of cells as a percentage (one decimal below 10%, so 0.1% does not read as 0)."""
+    return f"{100 * x:.1f}%" if 100 * x < 10 else f"{100 * x:.0f}%"
+
+
+def _kv(label: str, value: float, lo: float = np.nan, hi: float = np.nan, *, share: bool = False) -> str:
+    """One part of a card: value [CI] and a mini bar; ``share``: a share of cells, in percent."""
     if not np.isfinite(value):
         return ""
-    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+    fmt = _share if share else (lambda x: f"{x:.2f}")
+    ci = f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
     bar = f'<div class="mini"><div style="width:{100 * min(max(value, 0), 1):.0f}%"></div></div>'
-    return f"<span>{esc(label)}: <b>{value:.2f}</b>{ci}</span>{bar}"
+    return f"<span>{esc(label)}: <b>{fmt(value)}</b>{ci}</span>{bar}"
 
 
 def _extra_calls(row: Mapping) -> str:
@@ -263,6 +270,7 @@ def cards_html(
             _num(row, "novel_share"),
             _num(row, "novel_share_ci_low"),
             _num(row, "novel_share_ci_high"),
+            share=True,
         )
         if prow is not None:
             parts += _kv(
@@ -270,6 +278,7 @@ def cards_html(
                 _num(prow, "hsc_like_fraction"),
                 _num(prow, "hsc_like_ci_low"),
                 _num(prow, "hsc_like_ci_high"),
+                share=True,
             )
         parts += _extra_calls(row)
         if prow is not None:
