@@ -174,8 +174,13 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
 
     unknown = [c for c in df.columns if c not in SHEET_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
+        import difflib
+
+        known = SHEET_COLUMNS + OPTIONAL_COLUMNS
+        close = [difflib.get_close_matches(c, known, n=1, cutoff=0.5) for c in unknown]
+        hints = "".join(f" (did you mean {m[0]!r}?)" for m in close if m)
         problem(
-            f"unknown column(s) {unknown} in the sample sheet.",
+            f"unknown column(s) {unknown} in the sample sheet{hints}.",
             fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.",
         )
     for col in OPTIONAL_COLUMNS:

@@ -436,6 +436,20 @@ def test_missing_required_column(tmp_path, good):
     _problem(validate_run(cfg, base_dir=REPO), "lacks the column(s) ['batch']", fix="give the columns")
 
 
+def test_a_misnamed_column_is_reported_once_with_a_hint(tmp_path, good):
+    """A user wrote ``labels`` for ``label_column``: one line (not one more per row from the row schema),
+    with the column meant."""
+    cfg = _config(tmp_path, [])
+    Path(cfg["samples"]).write_text(
+        "sample\tpath\tspecies\tcondition\tbatch\tlabels\n"
+        f"ref\t{good['h5ad']}\tmouse\tin_vivo\tb1\ttrue_cell_type\n"
+        f"e\t{good['h5']}\tmouse\tengineered\tb2\t\n"
+    )
+    result = validate_run(cfg, base_dir=REPO)
+    _problem(result, "unknown column(s) ['labels']", "(did you mean 'label_column'?)", fix="use only")
+    assert sum("labels" in p for p in result.problems) == 1, result.problems
+
+
 def test_duplicated_sample_names_and_every_problem_at_once(tmp_path, good):
     rows = [
         _ref(good),

@@ -90,8 +90,9 @@ def _check_rows(sheet_df: pd.DataFrame, sheet: Path) -> list[str]:
     if schema is None:
         return []
     problems = []
+    known = set(schema.get("properties", {}))  # an unknown column is reported once, by check_sample_sheet
     for _, row in sheet_df.iterrows():
-        values = {k: v for k, v in row.to_dict().items() if v not in ("", None)}
+        values = {k: v for k, v in row.to_dict().items() if v not in ("", None) and (not known or k in known)}
         problems += schema_problems(values, schema, describe_where=_row_problem(str(row["sample"]), sheet))
     return problems
 
