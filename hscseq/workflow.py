@@ -108,6 +108,19 @@ def load_samples(sheet: str | os.PathLike):
     return df
 
 
+def _unknown_columns(unknown: list[str]) -> str:
+    """The problem of unknown sheet columns, with the known column each resembles (``labels``)."""
+    import difflib
+
+    known = SHEET_COLUMNS + OPTIONAL_COLUMNS
+    close = [difflib.get_close_matches(c, known, n=1, cutoff=0.5) for c in unknown]
+    return (
+        f"unknown column(s) {unknown} in the sample sheet"
+        + "".join(f" (did you mean {m[0]!r}?)" for m in close if m)
+        + "."
+    )
+
+
 def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
     """Check the sample sheet; return ``(DataFrame indexed by sample, problems)``, collecting every problem.
 
@@ -174,15 +187,7 @@ def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):
 
     unknown = [c for c in df.columns if c not in SHEET_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
-        import difflib
-
-        known = SHEET_COLUMNS + OPTIONAL_COLUMNS
-        close = [difflib.get_close_matches(c, known, n=1, cutoff=0.5) for c in unknown]
-        hints = "".join(f" (did you mean {m[0]!r}?)" for m in close if m)
-        problem(
-            f"unknown column(s) {unknown} in the sample sheet{hints}.",
-            fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.",
-        )
+        problem(_unknown_columns(unknown), fix=f"use only {list(SHEET_COLUMNS + OPTIONAL_COLUMNS)}.")
     for col in OPTIONAL_COLUMNS:
         if col not in df.columns:
             df[col] = ""
