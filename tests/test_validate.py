@@ -517,6 +517,26 @@ def test_unknown_forced_format(tmp_path, good):
 # the config and the files it names
 
 
+def test_config_strings_are_typed_as_the_schema_says():
+    from hscseq.validate import coerce_config_strings, load_schema
+
+    schema = load_schema("config.schema.yaml")
+    cfg = {
+        "fidelity": {"n_bootstrap": "500", "negative_control_type": "B"},
+        "cluster": {"resolutions": ["1"]},
+    }
+    cfg["score"] = {"min_coverage": "0.3", "method": "control"}
+    typed = coerce_config_strings(cfg, schema)
+    assert typed["fidelity"] == {"n_bootstrap": 500, "negative_control_type": "B"}  # a string stays one
+    assert typed["score"] == {"min_coverage": 0.3, "method": "control"}
+    assert typed["cluster"]["resolutions"] == [1.0]
+    assert (
+        coerce_config_strings({"fidelity": {"n_bootstrap": "many"}}, schema)["fidelity"]["n_bootstrap"]
+        == "many"
+    )
+    assert cfg["fidelity"]["n_bootstrap"] == "500"  # the caller's config is left alone
+
+
 def test_unknown_and_mistyped_config_keys(tmp_path, good):
     result = _validate(
         tmp_path, [_ref(good), _row("e", good["h5"])], qc={"n_madz": 3, "mito_max_pct": "twenty"}

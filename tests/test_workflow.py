@@ -161,6 +161,18 @@ def test_unknown_config_key_is_refused(tmp_path, repo):
     assert "n_madz" in proc.stdout + proc.stderr
 
 
+def test_nested_command_line_config_values_are_typed_by_the_schema(tmp_path, repo):
+    """README's `--config 'fidelity={n_bootstrap: 500}'`: Snakemake reads nested values as strings ("500"),
+    which the schema refused; they are typed as the schema says, and a value that is no number is still
+    refused by name."""
+    sheet = (repo / "config" / "samples.tsv").read_text().replace("../resources", str(repo / "resources"))
+    ok = _dry_run(tmp_path, sheet, "--config", "fidelity={n_bootstrap: 500}", "score={min_coverage: 0.3}")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = _dry_run(tmp_path, sheet, "--config", "fidelity={n_bootstrap: many}")
+    assert bad.returncode != 0
+    assert "n_bootstrap" in bad.stdout + bad.stderr and "many" in bad.stdout + bad.stderr
+
+
 def test_load_samples_resolves_paths_relative_to_the_sheet(tmp_path, repo):
     sheet = repo / "config" / "samples.tsv"
     df = load_samples(sheet)

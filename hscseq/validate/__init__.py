@@ -25,6 +25,7 @@ from hscseq.validate._config import (
     check_hsc_coverage,
     check_reference,
     check_signatures,
+    coerce_config_strings,
     config_problem,
     load_schema,
     resolve,
@@ -41,6 +42,7 @@ __all__ = [
     "SAMPLE_COLUMNS",
     "ValidationResult",
     "check_config_file",
+    "coerce_config_strings",
     "describe",
     "raise_if_invalid",
     "validate_run",
@@ -184,6 +186,7 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
     result.problems += unsafe_values(config)
     schema = load_schema("config.schema.yaml")
     if schema is not None:
+        config = coerce_config_strings(config, schema)
         result.problems += schema_problems(
             config,
             schema,

@@ -46,6 +46,50 @@ def with_defaults(config: Mapping, schema: Mapping) -> dict:
     return out
 
 
+def _typed(value: str, types: list[str]) -> Any:
+    """``value`` as the first of ``types`` it parses as (unchanged if none does or strings are allowed)."""
+    if "string" in types:
+        return value
+    for t in types:
+        try:
+            if t == "integer":
+                return int(value)
+            if t == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if t == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if t == "null" and value in ("null", "None", "~"):
+            return None
+    return value
+
+
+def coerce_config_strings(config: Mapping, schema: Mapping) -> dict:
+    """``config`` with strings typed as the schema says (``"500"`` -> 500 where an integer is expected).
+
+    ``snakemake --config 'fidelity={n_bootstrap: 500}'`` reads nested values as strings (Snakemake parses them
+    with YAML's base loader), so the README's own example would fail the schema; strings that parse as the
+    expected type are converted, anything else is left for the schema check to report.
+    """
+    out = dict(config)
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in out:
+            continue
+        value = out[key]
+        types = sub.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(value, Mapping) and "object" in types:
+            out[key] = coerce_config_strings(value, sub)
+        elif isinstance(value, list) and "array" in types and isinstance(sub.get("items"), Mapping):
+            item_types = sub["items"].get("type", [])
+            item_types = [item_types] if isinstance(item_types, str) else list(item_types)
+            out[key] = [_typed(v, item_types) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, str):
+            out[key] = _typed(value, types)
+    return out
+
+
 def _did_you_mean(value: Any, choices: Iterable[Any]) -> str:
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

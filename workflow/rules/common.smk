@@ -2,8 +2,12 @@
 
 from snakemake.utils import validate
 
-from hscseq.validate import raise_if_invalid
+from hscseq.validate import coerce_config_strings, load_schema, raise_if_invalid
 from hscseq.workflow import load_samples, resolve_config_path
+
+# `--config 'fidelity={n_bootstrap: 500}'`: Snakemake reads nested values as strings; type them as the
+# schema says before anything reads the config
+config.update(coerce_config_strings(config, load_schema("config.schema.yaml")))
 
 # README "What is checked before the run starts": config, sample sheet, every count matrix and every file
 # the config names, checked cheaply before any job; one error lists every problem (sample, file, fix).
