@@ -278,48 +278,54 @@ def check_hsc_coverage(
 
     Samples are merged on the genes they all share, so the signature's coverage in the merged data is at most
     its coverage in any one sample (gene names as ingest reads them: Ensembl IDs looked up, aliases resolved;
-    ``integrate.exclude_genes`` left out). A sample below ``score.min_coverage`` is a problem naming the
-    sample, its file and the genes it lacks.
+    ``integrate.exclude_genes`` left out). Coverage and "scorable" are the score stage's own rule
+    (:func:`hscseq.score.scoring._map_signature`). A sample below ``score.min_coverage`` is a problem naming
+    the sample, its file and the genes it lacks.
     """
     from hscseq.genes import SPECIES
     from hscseq.ingest.gene_ids import measured_symbols
-    from hscseq.score import load_signatures, resolve_genes
+    from hscseq.score import load_signatures
+    from hscseq.score.scoring import _map_signature
 
     score = config.get("score") or {}
     name = str(score.get("hsc_signature", "hsc_native"))
     min_cov = float(score.get("min_coverage", 0.5))
     excluded = [str(g) for g in (config.get("integrate") or {}).get("exclude_genes") or []]
     paths = [resolve(str(p), base_dir) for p in score.get("user_signatures") or []]
+    species_of = {sp for sp, names in sample_genes.values() if sp in SPECIES and names}
+    try:
+        sigs = {
+            sp: load_signatures(paths, species=sp, user_species=score.get("user_species"))
+            for sp in species_of
+        }
+    except HscseqInputError:
+        return []  # reported by check_signatures
     problems = []
     for sample, (species, names) in sample_genes.items():
-        if species not in SPECIES or not names:
+        sig = sigs.get(species, {}).get(name)
+        if sig is None:
             continue
-        try:
-            sig = load_signatures(paths, species=species, user_species=score.get("user_species")).get(name)
-        except HscseqInputError:
-            return []  # reported by check_signatures
-        if sig is None or not sig.up:
+        _, _, row = _map_signature(
+            name, sig, measured_symbols(list(names), species), species, excluded, min_coverage=min_cov
+        )
+        if row["scored"]:
             continue
-        measured = measured_symbols(list(names), species)
-        found, why = resolve_genes(sig.up, measured, source=sig.species, target=species, excluded=excluded)
-        coverage = len(found) / len(set(sig.up))
-        if coverage < min_cov:
-            missing = [g for g, r in why.items() if r != "no one-to-one ortholog"][:8]
-            problems.append(
-                str(
-                    input_error(
-                        f"the HSC signature {name!r} ({sig.species}, {len(set(sig.up))} genes) has only "
-                        f"{len(found)} ({coverage:.0%}) of its genes measured here, below score.min_coverage "
-                        f"{min_cov:g}; samples are merged on the genes they all share, so the score stage "
-                        f"could not score it (missing e.g. {missing}).",
-                        sample=sample,
-                        path=sample_paths.get(sample),
-                        fix="give the sample's full gene list (not a filtered subset), or lower "
-                        "score.min_coverage (e.g. 0.3) to score on fewer genes, or choose another "
-                        "score.hsc_signature.",
-                    )
+        missing = [m for m in row["missing_genes"].split(",") if m and "ortholog" not in m][:8]
+        problems.append(
+            str(
+                input_error(
+                    f"the HSC signature {name!r} ({sig.species}, {row['n_genes']} genes) has only "
+                    f"{row['n_measured']} ({row['coverage']:.0%}) of its genes measured here, below "
+                    f"score.min_coverage {min_cov:g}; samples are merged on the genes they all share, so the "
+                    f"score stage could not score it (missing e.g. {', '.join(missing)}).",
+                    sample=sample,
+                    path=sample_paths.get(sample),
+                    fix="give the sample's full gene list (not a filtered subset), or lower "
+                    "score.min_coverage (e.g. 0.3) to score on fewer genes, or choose another "
+                    "score.hsc_signature.",
                 )
             )
+        )
     return problems
 
 
