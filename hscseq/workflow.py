@@ -110,15 +110,10 @@ def load_samples(sheet: str | os.PathLike):
 
 def _unknown_columns(unknown: list[str]) -> str:
     """The problem of unknown sheet columns, with the known column each resembles (``labels``)."""
-    import difflib
+    from hscseq.validate._config import _did_you_mean
 
-    known = SHEET_COLUMNS + OPTIONAL_COLUMNS
-    close = [difflib.get_close_matches(c, known, n=1, cutoff=0.5) for c in unknown]
-    return (
-        f"unknown column(s) {unknown} in the sample sheet"
-        + "".join(f" (did you mean {m[0]!r}?)" for m in close if m)
-        + "."
-    )
+    hints = "".join(_did_you_mean(c, SHEET_COLUMNS + OPTIONAL_COLUMNS, cutoff=0.5) for c in unknown)
+    return f"unknown column(s) {unknown} in the sample sheet{hints}."
 
 
 def check_sample_sheet(sheet: str | os.PathLike, *, detect: bool = True):

@@ -90,8 +90,8 @@ def coerce_config_strings(config: Mapping, schema: Mapping) -> dict:
     return out
 
 
-def _did_you_mean(value: Any, choices: Iterable[Any]) -> str:
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+def _did_you_mean(value: Any, choices: Iterable[Any], *, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
