@@ -205,13 +205,9 @@ def _profile_composition_weights(adata: ad.AnnData, key: str = "fidelity") -> pd
     """
     classes = list(adata.uns[key]["labels"])
     novel = adata.obs["novel"].to_numpy(dtype=bool)
-    coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool) if "mapped_coarse" in adata.obs else None
-    probs = adata.obsm.get(f"{key}_probabilities")
-    if coarse is None or probs is None:  # an object mapped before the lineage level existed: argmax counts
-        best = pd.Categorical(adata.obs["closest_label"].astype(str), categories=classes).codes
-        probs, coarse = np.eye(len(classes))[best], np.zeros(adata.n_obs, dtype=bool)
-    lineage_level = adata.uns[key].get("params", {}).get("lineage_level", False)
-    w = composition_weights(probs, classes, hematomap_lineages() if lineage_level else {}, coarse)
+    coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool)
+    hierarchy = hematomap_lineages() if adata.uns[key]["params"]["lineage_level"] else {}
+    w = composition_weights(adata.obsm[f"{key}_probabilities"], classes, hierarchy, coarse)
     w[novel] = 0.0
     out = pd.DataFrame(w, columns=classes, index=adata.obs_names)
     out[NOVEL] = novel.astype(float)
@@ -228,8 +224,7 @@ def _profile_scorecard(adata: ad.AnnData, cfg: FidelitySettings) -> tuple[pd.Dat
 
     rows, comp_rows = [], []
     sure = adata.obs["label_confidence"].to_numpy() >= cfg.min_confidence
-    if "mapped_coarse" in adata.obs:
-        sure |= adata.obs["mapped_coarse"].to_numpy(dtype=bool)
+    sure |= adata.obs["mapped_coarse"].to_numpy(dtype=bool)  # sure of the lineage (map_to_profiles)
     conf = ~adata.obs["novel"].to_numpy(dtype=bool) & sure
     weights = _profile_composition_weights(adata)
     for k, (s, grp) in enumerate(adata.obs.groupby("sample", observed=True)):
