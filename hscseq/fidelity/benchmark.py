@@ -219,8 +219,10 @@ def _log_normalise(adata: ad.AnnData) -> None:
     sc.pp.log1p(adata)
 
 
-def paul15_task(seed: int = 0, *, path: Path = PAUL15) -> tuple[ad.AnnData, dict[str, str]]:
-    """paul15 in two stratified halves; the reference half without 14Mo/15Mo. Returns (joint, hierarchy).
+def paul15_task(
+    seed: int = 0, *, path: Path = PAUL15, held_out: Sequence[str] = ("14Mo", "15Mo")
+) -> tuple[ad.AnnData, dict[str, str]]:
+    """paul15 in two stratified halves; the reference half without ``held_out``. Returns (joint, hierarchy).
 
     The hierarchy is the published one (cluster -> ``cell_type``, e.g. 1Ery..6Ery -> Ery) for types with two
     or more clusters.
@@ -235,7 +237,7 @@ def paul15_task(seed: int = 0, *, path: Path = PAUL15) -> tuple[ad.AnnData, dict
         idx = rng.permutation(idx)
         half[idx[len(idx) // 2 :]] = 1
     cl = a.obs["paul15_clusters"].astype(str).to_numpy()
-    is_ref = (half == 0) & ~np.isin(cl, ["14Mo", "15Mo"])
+    is_ref = (half == 0) & ~np.isin(cl, list(held_out))
     keep = is_ref | (half == 1)
     joint = a[keep].copy()
     is_ref = is_ref[keep]
@@ -249,7 +251,7 @@ def paul15_task(seed: int = 0, *, path: Path = PAUL15) -> tuple[ad.AnnData, dict
         np.where(is_ref, cl[keep], None), index=joint.obs_names, dtype=object
     )
     joint.obs["truth"] = cl[keep]
-    joint.obs["novel_truth"] = ~is_ref & np.isin(cl[keep], ["14Mo", "15Mo"])
+    joint.obs["novel_truth"] = ~is_ref & np.isin(cl[keep], list(held_out))
     joint.obs["sample"] = np.where(is_ref, "reference", "query")
     joint.obs["batch"] = "paul15"
     joint.obs["donor"] = ""
