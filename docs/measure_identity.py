@@ -1,6 +1,8 @@
 """Print the HSC-identity figures quoted in README (issue #13): simulator look-alikes and paul15.
 
-Run from the repository root: ``python docs/measure_identity.py [--seed N]`` (about 2 minutes on 2 cores).
+Run from the repository root: ``python docs/measure_identity.py [--seed N] [--species human]`` (about a
+minute on 2 cores);
+the simulator with both scoring methods (``control`` is the default), paul15 with both.
 Same settings as ``tests/test_score.py`` (identity_stage fixture and the paul15 early-progenitor test).
 """
 
@@ -31,8 +33,11 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def simulator(seed: int) -> None:
-    samples = datasets.simulate_identity(datasets.identity_specs(600, n_reference=400), seed=seed)
+def simulator(seed: int, method: str, species: str = "mouse") -> None:
+    """The identity scenario (the tests' sizes: mouse 600 engineered / 400 per donor, human 400 / 300)."""
+    n, n_ref, n_null = (600, 400, 60) if species == "mouse" else (400, 300, 40)
+    specs = datasets.identity_specs(n, n_reference=n_ref, species=species)
+    samples = datasets.simulate_identity(specs, seed=seed)
     adata = ad.concat(list(samples.values()), join="inner", index_unique=None)
     adata.obs_names = [f"{s}:{b}" for s, b in zip(adata.obs["sample"], adata.obs_names, strict=True)]
     adata.layers["counts"] = adata.X.copy()
@@ -40,7 +45,7 @@ def simulator(seed: int) -> None:
     sc.pp.log1p(adata)
     in_vivo = (adata.obs["condition"] == "in_vivo").to_numpy()
     adata.obs["reference_label"] = np.where(in_vivo, adata.obs["true_cell_type"].astype(str), "")
-    adata.uns["hscseq"] = {"merge": {"species": "mouse"}}
+    adata.uns["hscseq"] = {"merge": {"species": species}}
     d = Path(tempfile.mkdtemp())
     write_h5ad(adata, d / "clustered.h5ad")
     score.run_score(
@@ -48,7 +53,7 @@ def simulator(seed: int) -> None:
         scores=str(d / "scores.h5ad"),
         programme=str(d / "hsc_programme.tsv"),
         figure=str(d / "scores.png"),
-        settings={"n_null": 60, "n_bootstrap": 200, "min_coverage": 0.4},
+        settings={"n_null": n_null, "n_bootstrap": 200, "min_coverage": 0.4, "method": method},
     )
     obs = ad.read_h5ad(d / "clustered.h5ad").obs.join(ad.read_h5ad(d / "scores.h5ad").obs)
     eng = obs[obs["condition"] == "engineered"]
@@ -57,10 +62,11 @@ def simulator(seed: int) -> None:
     y = ct[keep] == "HSC"
     look = np.isin(ct, datasets.LOOKALIKE_TYPES)
     call = eng["hsc_identity"].astype(str).to_numpy()
-    print(f"simulator seed {seed}")
+    print(f"simulator ({species}) seed {seed}, {method} score")
     for col in ("score_hsc_native", "hsc_score"):
         print(f"  HSC vs look-alike AUROC, {col}: {auroc(y, eng[col].to_numpy()[keep]):.3f}")
     print(f"  look-alikes called HSC-like: {np.mean(call[look] == 'HSC-like'):.3f}")
+    print(f"  engineered HSCs called HSC-like: {np.mean(call[ct == 'HSC'] == 'HSC-like'):.3f}")
     iv = obs[obs["condition"] == "in_vivo"]
     hsc = (iv["true_cell_type"] == "HSC").to_numpy()
     iv_call = iv["hsc_identity"].astype(str).to_numpy()
@@ -94,10 +100,13 @@ def paul15() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--species", choices=["mouse", "human"], default="mouse")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    simulator(args.seed)
-    paul15()
+    for method in ("control", "aucell"):
+        simulator(args.seed, method, args.species)
+    if args.species == "mouse":
+        paul15()
 
 
 if __name__ == "__main__":

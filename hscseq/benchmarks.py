@@ -102,7 +102,7 @@ def run(cells: Sequence[int], *, scvi_cells: int = 10_000, seed: int = 0) -> pd.
             rows.append(
                 {
                     "cells": n,
-                    "step": "score 3 signatures (AUCell + null)",
+                    "step": "score 3 signatures (control score + null)",
                     "seconds": secs,
                     "peak_mb": peak,
                     "csr_mb": csr,

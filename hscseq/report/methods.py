@@ -59,7 +59,9 @@ space; UMAP (McInnes et al. 2018, arXiv:1802.03426).</li>
 <li>Signatures: native HSC signatures of Calvanese et al. 2022 (Nature 604:534), Wilson et al. 2015 MolO genes
 as used by hscScore (Hamey &amp; G&ouml;ttgens 2019, Exp Hematol 78:11), Eppert et al. 2011 HSC-R (Nature
 Medicine 17:1086, via MSigDB), lineage markers of Giladi et al. 2018 and Baccin et al. 2019 (via HemaScopeR);
-AUCell-style ranking (Aibar et al. 2017, Nature Methods 14:1083).</li>
+control-gene scores against expression-matched genes (Tirosh et al. 2016, Science 352:189; scanpy's
+score_genes), or AUCell-style ranking (Aibar et al. 2017, Nature Methods 14:1083) with
+<code>score.method: aucell</code>.</li>
 <li>Reference and fidelity: MGI one-to-one mouse-human orthologs; HematoMap human bone-marrow profiles (GPL-3,
 via HemaScopeR); Jensen-Shannon divergence of compositions, cells of uncertain fine type counted by
 probabilistic classify-and-count within their parent (Bella et al. 2010, IEEE ICDM, doi:10.1109/ICDM.2010.75);

@@ -119,7 +119,7 @@ def set_scores(
     X: sp.spmatrix | np.ndarray,
     sets: Sequence[np.ndarray],
     *,
-    method: str = "aucell",
+    method: str = "control",
     bins: np.ndarray | None = None,
     n_ctrl: int = 50,
     rng: np.random.Generator | None = None,

@@ -141,7 +141,7 @@ def score_signatures(
     adata: ad.AnnData,
     signatures: Mapping[str, Signature | Sequence[str]],
     *,
-    method: str = "aucell",
+    method: str = "control",
     n_null: int = 100,
     n_bins: int = 25,
     n_ctrl: int = 50,
@@ -165,7 +165,9 @@ def score_signatures(
     signatures
         Name -> :class:`Signature` (any species) or a list of genes in the analysis species.
     method
-        ``"aucell"`` (rank based, robust to library size) or ``"control"`` (control-gene score).
+        ``"control"`` (control-gene score: mean log expression against expression-matched control genes)
+        or ``"aucell"`` (rank based within each cell). On real cells the control score separated lineages
+        and early progenitors better (README, "Signature scores").
     n_null
         Number of random gene sets matched for expression per signature (the null).
     n_bins
