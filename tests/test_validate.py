@@ -636,8 +636,9 @@ def test_hsc_signature_not_scorable_on_a_gene_panel_is_refused_before_the_run(tm
     assert _validate(tmp_path, rows, score={"min_coverage": 0.3}).ok
 
 
-def test_hsc_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, demo_small):
-    """Ingest looks Ensembl IDs up; the pre-run coverage check reads the gene names the same way."""
+def test_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, demo_small):
+    """Ingest looks Ensembl IDs up; the pre-run coverage checks (HSC and user signatures) read them the same
+    way."""
     from hscseq import genes
 
     adata = demo_small["engineered_7TF"].copy()
@@ -650,6 +651,11 @@ def test_hsc_signature_genes_given_as_ensembl_ids_count_as_measured(tmp_path, de
     default = {"min_coverage": 0.5}
     problems = _validate(tmp_path, [_row("ids", path)], score=default).problems
     assert not any("HSC signature" in p for p in problems), problems
+    measured = genes.ensembl_to_symbols(list(adata.var_names[:4]), "mouse")
+    sig = _sig(tmp_path, "mine.gmt", "mine\td\t" + "\t".join(measured) + "\n")  # symbols; the file has IDs
+    result = _validate(tmp_path, [_row("ids", path)], score={**default, "user_signatures": [sig]})
+    assert not any("'mine'" in p for p in result.problems), result.problems
+    assert not any("'mine'" in w for w in result.warnings), result.warnings
     hsc = set(score.load_signatures(species="mouse")["hsc_native"].up)
     adata = adata[:, [g not in hsc for g in genes.ensembl_to_symbols(adata.var_names, "mouse")]].copy()
     datasets.write_h5ad_sample(adata, tmp_path / "no_hsc.h5ad")  # the same IDs without the HSC genes

@@ -213,7 +213,7 @@ def validate_run(config: dict, *, base_dir: str | os.PathLike | None = None) -> 
     result.problems += _check_per_sample(config, sheet_df["sample"])
     peeks = _check_samples(sheet_df, config, result)
     labels = {s: p.labels for s, p in peeks.items() if p.labels is not None}
-    sample_genes = {s: (str(sheet_df.loc[s, "species"]), p.symbols) for s, p in peeks.items() if p.symbols}
+    sample_genes = _measured_genes(sheet_df, peeks)
     problems, warnings = check_signatures(config, base, sample_genes)
     if not problems:
         paths = {s: str(sheet_df.loc[s, "path"]) for s in sample_genes}
@@ -256,6 +256,20 @@ def _usable(config: Mapping, schema: Mapping, *, bad: bool) -> dict:
             if k not in broken and (k == "samples" or isinstance(v, Mapping)) and k in schema["properties"]
         }
     return with_defaults(config, schema)
+
+
+def _measured_genes(sheet_df: pd.DataFrame, peeks: Mapping[str, Peek]) -> dict[str, tuple[str, list[str]]]:
+    """Sample -> (species, its genes as ingest names them: Ensembl IDs looked up, aliases resolved)."""
+    from hscseq.genes import SPECIES
+    from hscseq.ingest.gene_ids import measured_symbols
+
+    out = {}
+    for sample, peek in peeks.items():
+        if peek.symbols:
+            species = str(sheet_df.loc[sample, "species"])
+            names = list(peek.symbols)
+            out[sample] = (species, measured_symbols(names, species) if species in SPECIES else names)
+    return out
 
 
 def _check_samples(sheet_df: pd.DataFrame, config: Mapping, result: ValidationResult) -> dict[str, Peek]:

@@ -191,7 +191,8 @@ def check_signatures(
 ):
     """(problems, warnings) for score.user_signatures, score.signatures and score.hsc_signature.
 
-    ``sample_genes``: sample -> (species, gene symbols) from the cheap peeks. A user signature none of whose
+    ``sample_genes``: sample -> (species, gene symbols as ingest names them) from the cheap peeks. A user
+    signature none of whose
     genes is measured in any sample is refused; one below score.min_coverage everywhere gets a warning (its
     scores will be NaN, as README says).
     """
@@ -277,13 +278,12 @@ def check_hsc_coverage(
     """The HSC signature (``score.hsc_signature``) must be scorable, or the score stage stops the run.
 
     Samples are merged on the genes they all share, so the signature's coverage in the merged data is at most
-    its coverage in any one sample (gene names as ingest reads them: Ensembl IDs looked up, aliases resolved;
-    ``integrate.exclude_genes`` left out). Coverage and "scorable" are the score stage's own rule
-    (:func:`hscseq.score.scoring._map_signature`). A sample below ``score.min_coverage`` is a problem naming
-    the sample, its file and the genes it lacks.
+    its coverage in any one sample (``sample_genes``: gene names as ingest reads them, Ensembl IDs looked up
+    and aliases resolved; ``integrate.exclude_genes`` left out). Coverage and "scorable" are the score
+    stage's own rule (:func:`hscseq.score.scoring._map_signature`). A sample below ``score.min_coverage`` is
+    a problem naming the sample, its file and the genes it lacks.
     """
     from hscseq.genes import SPECIES
-    from hscseq.ingest.gene_ids import measured_symbols
     from hscseq.score import load_signatures
     from hscseq.score.scoring import _map_signature
 
@@ -305,9 +305,7 @@ def check_hsc_coverage(
         sig = sigs.get(species, {}).get(name)
         if sig is None:
             continue
-        _, _, row = _map_signature(
-            name, sig, measured_symbols(list(names), species), species, excluded, min_coverage=min_cov
-        )
+        _, _, row = _map_signature(name, sig, list(names), species, excluded, min_coverage=min_cov)
         if row["scored"]:
             continue
         missing = [m for m in row["missing_genes"].split(",") if m and "ortholog" not in m][:8]
