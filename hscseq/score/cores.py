@@ -115,6 +115,13 @@ def _set_matrix(
     )
 
 
+def _apply(X: sp.spmatrix | np.ndarray, M: sp.spmatrix) -> np.ndarray:
+    """Cells x sets: ``X @ M`` with the small genes x sets weights dense (a sparse x sparse product costs
+    several times more here: its result is dense anyway)."""
+    dtype = np.float32 if X.dtype == np.float32 else np.float64  # no float64 copy of a float32 X
+    return np.asarray(X @ M.toarray().astype(dtype), dtype=np.float32)
+
+
 def set_scores(
     X: sp.spmatrix | np.ndarray,
     sets: Sequence[np.ndarray],
@@ -140,7 +147,7 @@ def set_scores(
         if ranks is None:
             raise ValueError("method='aucell' needs the rank matrix (aucell_rank_matrix)")
         M = _set_matrix(sets, n_genes, normalise="aucell", max_rank=max_rank)
-        return np.asarray((ranks @ M).toarray(), dtype=np.float32)
+        return _apply(ranks, M)
     if method == "control":
         if bins is None or rng is None:
             raise ValueError("method='control' needs expression bins and a random generator")
@@ -157,8 +164,7 @@ def set_scores(
                     ctrl.append(rng.choice(cand, size=min(n_ctrl, len(cand)), replace=False))
             controls.append(np.unique(np.concatenate(ctrl)) if ctrl else s)
         M = _set_matrix(sets, n_genes, normalise="mean") - _set_matrix(controls, n_genes, normalise="mean")
-        out = X @ M
-        return np.asarray(out.toarray() if sp.issparse(out) else out, dtype=np.float32)
+        return _apply(X, M)
     raise ValueError(f"unknown scoring method {method!r} (use 'aucell' or 'control')")
 
 
