@@ -535,3 +535,33 @@ def test_card_shares_are_percentages_that_do_not_round_to_zero():
     assert "<b>0.1%</b> [0.0%, 0.3%]" in _kv("HSC-like", 0.001, 0.0, 0.003, share=True)
     assert "<b>36%</b> [27%, 45%]" in _kv("novel share", 0.36, 0.27, 0.45, share=True)
     assert "<b>0.61</b> [0.58, 0.64]" in _kv("identity", 0.61, 0.58, 0.64)
+
+
+def test_many_types_keep_a_colour_each_and_a_lineage_one_hue():
+    """Beyond the 16 colour-blind-safe colours, types are shaded within their lineage instead of repeating."""
+    import colorsys
+
+    from hscseq.fidelity.profiles import hematomap_lineages
+    from hscseq.report import figures as F
+
+    lineages = hematomap_lineages()  # the shipped profiles' 43 types
+    types = sorted({*lineages, *lineages.values()} - set(lineages.values()))
+    assert len(types) > 16
+    colours = F.palette([*types, "novel"], lineages)
+    assert len({colours[t] for t in types}) == len(types)  # every type its own colour
+    assert colours["novel"] == F.NOVEL_COLOUR
+
+    def hue(colour: str) -> float:
+        return colorsys.rgb_to_hsv(*(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)))[0]
+
+    by_lineage: dict[str, list[float]] = {}
+    for t in types:
+        by_lineage.setdefault(lineages.get(t, t), []).append(hue(colours[t]))
+    spread = {k: max(h) - min(h) for k, h in by_lineage.items()}
+    assert max(spread.values()) < 0.02, spread  # one hue per lineage (up to 8-bit rounding)
+    # without lineages every type is its own group: still no repeats
+    flat = F.palette(types)
+    assert len({flat[t] for t in types}) == len(types)
+    # up to 16 types: the plain colour-blind-safe colours, as before
+    few = F.palette(types[:16], lineages)
+    assert {few[t] for t in types[:16]} == set(F.OKABE_ITO[:7] + F.TOL_MUTED)

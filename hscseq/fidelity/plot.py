@@ -8,8 +8,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from hscseq._plotting import finish
-from hscseq.fidelity.settings import NOVEL, PARTS
+from hscseq._plotting import finish, palette
+from hscseq.fidelity.settings import PARTS
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,13 @@ def scorecard_figure(table: pd.DataFrame, composition: pd.DataFrame, control_tab
             )
             wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
         bottom = np.zeros(len(wide))
-        cmap = plt.get_cmap("tab20")
-        for j, c in enumerate(wide.columns):
+        groups = None
+        if "lineage" in composition:  # run_fidelity's tables: a lineage's types in shades of one colour
+            groups = dict(zip(composition["cell_type"], composition["lineage"], strict=True))
+        colours = palette(wide.columns, groups)
+        for c in wide.columns:
             v = wide[c].fillna(0).to_numpy()
-            ax.bar(wide.index, v, bottom=bottom, label=c, color="lightgrey" if c == NOVEL else cmap(j % 20))
+            ax.bar(wide.index, v, bottom=bottom, label=c, color=colours[str(c)])
             bottom += v
         ax.tick_params(axis="x", rotation=30)
         ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.0, 1.0), loc="upper left")

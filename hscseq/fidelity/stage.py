@@ -15,10 +15,11 @@ from hscseq._utils import HscseqInputError, input_error, write_h5ad, write_table
 from hscseq.fidelity.controls import controls as _controls
 from hscseq.fidelity.de import pseudobulk_de
 from hscseq.fidelity.ensemble import calibration_table
+from hscseq.fidelity.hierarchy import roll_up
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
 from hscseq.fidelity.plot import scorecard_figure
 from hscseq.fidelity.plot_calibration import plot_reliability
-from hscseq.fidelity.profiles import _profile_scorecard, map_to_profiles
+from hscseq.fidelity.profiles import _profile_scorecard, hematomap_lineages, map_to_profiles
 from hscseq.fidelity.reference_io import _joint_with_reference, _load_external_reference
 from hscseq.fidelity.scorecard import scorecard as _scorecard
 from hscseq.fidelity.settings import FidelitySettings
@@ -253,6 +254,7 @@ def run_fidelity(
             max_genes=s.de_max_genes,
             random_state=s.seed,
         )
+    tables["composition"] = _with_lineage(tables["composition"], src.work)
     _log_scorecard(tables["table"])
     _write_back(adata, src, tables)
     write_h5ad(_h5ad_safe(adata), final)
@@ -266,6 +268,22 @@ def run_fidelity(
         write_table(_timecourse(tables["table"], tables["composition"]), timecourse, index=False)
     save_and_close(scorecard_figure(tables["table"], tables["composition"], tables["controls"]), figure)
     _write_mapping_quality(src.work, mapping_accuracy, mapping_calibration, calibration_figure)
+
+
+def _with_lineage(composition: pd.DataFrame, work: ad.AnnData) -> pd.DataFrame:
+    """The composition with a ``lineage`` column after ``cell_type``: the root of the label hierarchy the
+    mapping used (the built-in profiles: their HematoMap lineages; a reference: ``fidelity.hierarchy`` or the
+    hierarchy built from it), the type itself without one. The report shades a lineage's types alike."""
+    hierarchy: dict[str, str] = {}
+    if work.uns.get("fidelity", {}).get("params", {}).get("lineage_level"):
+        hierarchy = hematomap_lineages()
+    elif isinstance(work.uns.get("mapping", {}).get("hierarchy"), dict):
+        hierarchy = dict(work.uns["mapping"]["hierarchy"])
+    out = composition.copy()
+    if "cell_type" in out:
+        lineage = roll_up(out["cell_type"].astype(str).to_numpy(), hierarchy, level="root")
+        out.insert(out.columns.get_loc("cell_type") + 1, "lineage", lineage)
+    return out
 
 
 def _write_mapping_quality(

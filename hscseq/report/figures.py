@@ -12,30 +12,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-# Okabe & Ito 2008 and Paul Tol's "muted" scheme: distinguishable under the common colour-vision deficiencies
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
-TOL_MUTED = [
-    "#332288",
-    "#88CCEE",
-    "#44AA99",
-    "#117733",
-    "#999933",
-    "#DDCC77",
-    "#CC6677",
-    "#882255",
-    "#AA4499",
-]
-NOVEL_COLOUR = "#BBBBBB"
+from hscseq._plotting import NOVEL_COLOUR, OKABE_ITO, TOL_MUTED, palette  # noqa: F401 (palette: re-exported)
+
 NOVEL = "novel"
-
-
-def palette(cell_types: Iterable[str]) -> dict[str, str]:
-    """One fixed colour per cell type (sorted names, so every figure and the UMAP agree); novel is grey."""
-    colours = OKABE_ITO[:7] + TOL_MUTED
-    names = sorted({str(c) for c in cell_types if str(c) != NOVEL and str(c) != "nan"})
-    out = {c: colours[i % len(colours)] for i, c in enumerate(names)}
-    out[NOVEL] = NOVEL_COLOUR
-    return out
 
 
 def sample_palette(samples: Iterable[str]) -> dict[str, str]:
@@ -80,7 +59,9 @@ def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, sc
         invivo = comp.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
         wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
         rows = ["in vivo", *rows]
-    types = [c for c in sorted(wide.columns) if c != NOVEL] + ([NOVEL] if NOVEL in wide.columns else [])
+    lineage = dict(zip(comp["cell_type"], comp["lineage"], strict=True)) if "lineage" in comp else {}
+    order = sorted((c for c in wide.columns if c != NOVEL), key=lambda c: (str(lineage.get(c, c)), str(c)))
+    types = order + ([NOVEL] if NOVEL in wide.columns else [])  # a lineage's types side by side
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
     left = np.zeros(len(rows))
     for t in types:

@@ -215,6 +215,10 @@ def test_run_fidelity_writes_tables(mapped, tmp_path):
     card = pd.read_csv(out["scorecard"], sep="\t").set_index("sample")
     hier = ad.read_h5ad(out["final"]).uns["mapping"]["hierarchy"]  # a table: labels with "/" stay whole
     assert isinstance(hier, pd.DataFrame) and list(hier.columns) == ["child", "parent"]
+    comp = pd.read_csv(out["composition"], sep="\t")
+    parent = dict(zip(hier["child"], hier["parent"], strict=True))
+    roots = {c: c for c in comp["cell_type"]} | {c: p for c, p in parent.items() if p not in parent}
+    assert (comp["lineage"] == comp["cell_type"].map(lambda c: roots.get(parent.get(c, c), c))).all()
     assert card.loc["engineered_7TF", "programme"] == pytest.approx(0.6)
     assert card.loc["engineered_7TF", "programme_source"] == "score_table"
     assert bool(card.loc["engineered_7TF", "confounded"])
@@ -568,6 +572,14 @@ def test_profile_reference_stage_writes_tables_and_figure(tmp_path):
     assert "no ensemble mapping" in pd.read_csv(tmp_path / "acc.tsv", sep="\t")["note"].iloc[0]
     assert (tmp_path / "cal.png").stat().st_size > 1000
     assert card["n_cells"].iloc[0] == human.n_obs
+    # each type's lineage (the report shades a lineage's types alike): the shipped HematoMap roll-up
+    from hscseq.fidelity.profiles import hematomap_lineages
+
+    comp = pd.read_csv(out["composition"], sep="\t")
+    lineages = hematomap_lineages()
+    types = comp[comp["cell_type"] != "novel"]
+    assert (types["lineage"] == types["cell_type"].map(lineages).fillna(types["cell_type"])).all()
+    assert set(types["lineage"]) <= set(lineages.values())
     # the figure used to crash here (a profile reference has no in vivo composition)
     assert (tmp_path / "f.png").stat().st_size > 1000
 
