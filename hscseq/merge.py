@@ -21,10 +21,9 @@ import scipy.sparse as sp
 from hscseq import genes
 from hscseq._settings import StageSettings, schema_field
 from hscseq._utils import input_error, write_h5ad
+from hscseq.ingest.stage import OBS_COLUMNS
 
 logger = logging.getLogger(__name__)
-
-OBS_COLUMNS = ("sample", "species", "condition", "batch", "timepoint", "donor")
 
 
 @dataclass(frozen=True)

@@ -231,9 +231,10 @@ def test_run_ingest_writes_contract(counts, tmp_path):
     out = tmp_path / "results" / "s1.h5ad"
     run_ingest(counts=row["path"], h5ad=str(out), sample=row, settings={"min_known_gene_fraction": 0.5})
     adata = ad.read_h5ad(out)
-    for col in ("sample", "species", "condition", "batch", "timepoint", "donor"):
+    for col in ("sample", "species", "condition", "batch", "timepoint", "donor", "technology"):
         assert isinstance(adata.obs[col].dtype, pd.CategoricalDtype), col
     assert set(adata.obs["condition"]) == {"engineered"}
+    assert set(adata.obs["technology"]) == {"droplet"}  # the sheet's default, said per cell
     assert set(adata.obs["timepoint"]) == {""}
     assert adata.X.format == "csr"
     assert np.array_equal(adata.X.toarray(), counts.X.toarray())

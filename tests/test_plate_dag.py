@@ -194,7 +194,9 @@ def test_plate_ingest_rounds_sets_aside_ercc_and_resolves_ids(plate_run):
 def test_plate_merged_data_has_symbols_and_no_spike_ins(plate_run):
     known = _table_ids()
     for path in ("results/merge/merged.h5ad", "results/anndata/integrated.h5ad"):
-        var_names = ad.read_h5ad(plate_run.directory / path, backed="r").var_names
+        backed = ad.read_h5ad(plate_run.directory / path, backed="r")
+        assert set(backed.obs["technology"]) == {"plate"}, path  # the sheet's technology, per cell
+        var_names = backed.var_names
         assert not var_names.str.fullmatch(r"ERCC-\d{5}").any(), path  # spike-ins gone (Ercc1-8 are genes)
         assert not var_names.isin(list(known)).any(), path  # no table-known gene left under its Ensembl ID
         # the native HSC genes are found by symbol, whatever name each file gave them

@@ -13,6 +13,9 @@ from hscseq._utils import write_h5ad
 from hscseq.ingest.read import read_sample
 from hscseq.ingest.settings import IngestSettings
 
+#: Sample-sheet columns every cell carries in ``obs`` (``technology``: ``droplet`` unless the sheet says)
+OBS_COLUMNS = ("sample", "species", "condition", "batch", "timepoint", "donor", "technology")
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,7 +31,8 @@ def run_ingest(
     h5ad
         Output per-sample h5ad.
     sample
-        Sample-sheet row (sample, path, species, condition, batch, format, timepoint, donor, label_column).
+        Sample-sheet row (sample, path, species, condition, batch, format, timepoint, donor, label_column,
+        technology); :data:`OBS_COLUMNS` of it become ``obs`` columns.
     settings
         :class:`IngestSettings`, or the ``ingest`` config section (validated against the schema).
     """
@@ -45,9 +49,9 @@ def run_ingest(
         table_orientation=str(s.table_orientation),
         technology=str(sample.get("technology") or "droplet"),
     )
-    for col in ("sample", "species", "condition", "batch", "timepoint", "donor"):
+    for col in OBS_COLUMNS:
         value = sample.get(col, "")
         value = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-        adata.obs[col] = pd.Categorical([value] * adata.n_obs)
+        adata.obs[col] = pd.Categorical([value or ("droplet" if col == "technology" else "")] * adata.n_obs)
     write_h5ad(adata, h5ad)
     logger.info("sample %s: wrote %s", name, h5ad)
