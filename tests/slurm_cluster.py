@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hscseq.runner import machine_memory_mb
+
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "slurmdbd", "mariadb-server")
@@ -302,7 +304,7 @@ class SlurmCluster:
         for sub in ("etc", "state", "spool", "run"):
             (self.root / sub).mkdir(exist_ok=True)
         self.ctld_port, self.slurmd_port, self.dbd_port = _free_port(), _free_port(), _free_port()
-        real_mem = _real_memory_mb()
+        real_mem = machine_memory_mb() or 4000  # slurmd accepts a node declared with no more than it has
         auth = f"AuthType=auth/munge\nAuthInfo=socket={self.munge_socket}\n"
         # The node is declared with at least `cpus` CPUs (SlurmdParameters=config_overrides) so the per-rule
         # requests of the shipped profile are schedulable as written on a small CI machine; the data is tiny.
@@ -431,10 +433,3 @@ class SlurmCluster:
             self._lock.close()
             self._lock = None
         atexit.unregister(self.stop)
-
-
-def _real_memory_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024
-    return 4000
