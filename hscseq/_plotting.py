@@ -93,3 +93,11 @@ def palette(cell_types: Iterable[str], groups: Mapping[str, str] | None = None) 
             out.update({c: shade(base, float(a)) for c, a in zip(types, steps, strict=True)})
     out["novel"] = NOVEL_COLOUR
     return out
+
+
+def lineage_groups(composition) -> dict[str, str] | None:
+    """Type -> lineage from a composition table's ``lineage`` column (the fidelity stage writes it), for
+    :func:`palette`; None without one (tables of older runs, notebook scorecards)."""
+    if composition is None or "lineage" not in composition:
+        return None
+    return dict(zip(composition["cell_type"].astype(str), composition["lineage"].astype(str), strict=True))

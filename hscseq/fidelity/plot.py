@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from hscseq._plotting import finish, palette
+from hscseq._plotting import finish, lineage_groups, palette
 from hscseq.fidelity.settings import PARTS
 
 logger = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ def scorecard_figure(table: pd.DataFrame, composition: pd.DataFrame, control_tab
             )
             wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
         bottom = np.zeros(len(wide))
-        groups = None
-        if "lineage" in composition:  # run_fidelity's tables: a lineage's types in shades of one colour
-            groups = dict(zip(composition["cell_type"], composition["lineage"], strict=True))
-        colours = palette(wide.columns, groups)
+        colours = palette(wide.columns, lineage_groups(composition))  # a lineage's types in one hue
         for c in wide.columns:
             v = wide[c].fillna(0).to_numpy()
             ax.bar(wide.index, v, bottom=bottom, label=c, color=colours[str(c)])

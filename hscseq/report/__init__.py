@@ -279,11 +279,7 @@ def write_report(
         if df is not None:
             col = "cell_type" if "cell_type" in df else "predicted_label"
             types |= set(df[col].dropna().astype(str))
-    comp = t.get("composition")
-    groups = None  # a lineage's types in shades of one colour (tables of older runs have no lineage)
-    if comp is not None and "lineage" in comp:
-        groups = dict(zip(comp["cell_type"].astype(str), comp["lineage"].astype(str), strict=True))
-    colours = F.palette(types, groups)
+    colours = F.palette(types, F.lineage_groups(t.get("composition")))  # a lineage's types: one hue
     sample_names = [str(s["sample"]) for s in samples] or (
         sorted(cell_table["sample"].unique()) if cell_table is not None else []
     )

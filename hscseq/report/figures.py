@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from hscseq._plotting import NOVEL_COLOUR, OKABE_ITO, TOL_MUTED, palette  # noqa: F401 (palette: re-exported)
+from hscseq._plotting import NOVEL_COLOUR, OKABE_ITO, TOL_MUTED, lineage_groups, palette  # noqa: F401 (palette: re-exported)
 
 NOVEL = "novel"
 
@@ -59,8 +59,10 @@ def composition_figure(composition: pd.DataFrame, colours: dict[str, str], *, sc
         invivo = comp.drop_duplicates("cell_type").set_index("cell_type")["invivo_fraction"].dropna()
         wide.loc["in vivo"] = invivo.reindex(wide.columns).fillna(0)
         rows = ["in vivo", *rows]
-    lineage = dict(zip(comp["cell_type"], comp["lineage"], strict=True)) if "lineage" in comp else {}
-    order = sorted((c for c in wide.columns if c != NOVEL), key=lambda c: (str(lineage.get(c, c)), str(c)))
+    lineage = lineage_groups(comp) or {}
+    order = sorted(
+        (c for c in wide.columns if c != NOVEL), key=lambda c: (lineage.get(str(c), str(c)), str(c))
+    )
     types = order + ([NOVEL] if NOVEL in wide.columns else [])  # a lineage's types side by side
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
     left = np.zeros(len(rows))
