@@ -199,6 +199,12 @@ def map_to_profiles(
     return adata if copy else None
 
 
+def profile_hierarchy(adata: ad.AnnData, key: str = "fidelity") -> dict[str, str]:
+    """The hierarchy :func:`map_to_profiles` resolved labels with: the HematoMap lineages for the built-in
+    profiles (``uns[key]["params"]["lineage_level"]``), none for profiles of your own."""
+    return hematomap_lineages() if adata.uns[key]["params"].get("lineage_level") else {}
+
+
 def _profile_composition_weights(adata: ad.AnnData, key: str = "fidelity") -> pd.DataFrame:
     """Cells x (types + novel): each cell counts 1 at the level it is sure of (a cell sure only of its lineage
     is spread over its lineage's types by probability, as in :func:`.hierarchy.composition_weights`).
@@ -206,8 +212,9 @@ def _profile_composition_weights(adata: ad.AnnData, key: str = "fidelity") -> pd
     classes = list(adata.uns[key]["labels"])
     novel = adata.obs["novel"].to_numpy(dtype=bool)
     coarse = adata.obs["mapped_coarse"].to_numpy(dtype=bool)
-    hierarchy = hematomap_lineages() if adata.uns[key]["params"]["lineage_level"] else {}
-    w = composition_weights(adata.obsm[f"{key}_probabilities"], classes, hierarchy, coarse)
+    w = composition_weights(
+        adata.obsm[f"{key}_probabilities"], classes, profile_hierarchy(adata, key), coarse
+    )
     w[novel] = 0.0
     out = pd.DataFrame(w, columns=classes, index=adata.obs_names)
     out[NOVEL] = novel.astype(float)

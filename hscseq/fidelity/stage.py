@@ -19,7 +19,7 @@ from hscseq.fidelity.hierarchy import roll_up
 from hscseq.fidelity.mapping import _reference_mask, map_to_reference
 from hscseq.fidelity.plot import scorecard_figure
 from hscseq.fidelity.plot_calibration import plot_reliability
-from hscseq.fidelity.profiles import _profile_scorecard, hematomap_lineages, map_to_profiles
+from hscseq.fidelity.profiles import _profile_scorecard, map_to_profiles, profile_hierarchy
 from hscseq.fidelity.reference_io import _joint_with_reference, _load_external_reference
 from hscseq.fidelity.scorecard import scorecard as _scorecard
 from hscseq.fidelity.settings import FidelitySettings
@@ -274,11 +274,11 @@ def _with_lineage(composition: pd.DataFrame, work: ad.AnnData) -> pd.DataFrame:
     """The composition with a ``lineage`` column after ``cell_type``: the root of the label hierarchy the
     mapping used (the built-in profiles: their HematoMap lineages; a reference: ``fidelity.hierarchy`` or the
     hierarchy built from it), the type itself without one. The report shades a lineage's types alike."""
-    hierarchy: dict[str, str] = {}
-    if work.uns.get("fidelity", {}).get("params", {}).get("lineage_level"):
-        hierarchy = hematomap_lineages()
-    elif isinstance(work.uns.get("mapping", {}).get("hierarchy"), dict):
-        hierarchy = dict(work.uns["mapping"]["hierarchy"])
+    if work.uns.get("fidelity", {}).get("params", {}).get("method") == "profiles":
+        hierarchy = profile_hierarchy(work)
+    else:
+        found = work.uns.get("mapping", {}).get("hierarchy")
+        hierarchy = dict(found) if isinstance(found, dict) else {}
     out = composition.copy()
     if "cell_type" in out:
         lineage = roll_up(out["cell_type"].astype(str).to_numpy(), hierarchy, level="root")
