@@ -160,12 +160,11 @@ def _measure(
     seed,
 ):
     """The metrics on the ``use`` cells, why a kind was not computed (``missing``), notes, silhouette n."""
-    notes = []
+    sampled = []  # the silhouette subsample, if any
     missing = {"batch": "", "bio": ""}  # why a kind of metric was not computed (the table's note)
     n_sil = 0
     if not use.any():
         missing = dict.fromkeys(missing, f"no {reference_condition} cells: integration metrics not computed")
-        notes.append(missing["batch"])
         values = dict.fromkeys(_METRIC_TYPES, np.nan)
     else:
         lab = labels[use] if (labels[use] != _UNLABELLED).any() else None
@@ -173,11 +172,9 @@ def _measure(
             missing["bio"] = (
                 f"no reference labels in obs[{labels_key!r}]: bio-conservation metrics not computed"
             )
-            notes.append(missing["bio"])
         batch = batches[use]
         if len(np.unique(batch)) < 2:
             missing["batch"] = f"one {reference_condition} batch only: batch-mixing metrics not computed"
-            notes.append(missing["batch"])
         values = integration_metrics_core(
             embedding[use],
             batch,
@@ -190,9 +187,11 @@ def _measure(
             sil_batch = batch if len(np.unique(batch)) > 1 else None
             n_sil = len(silhouette_subsample(lab, sil_batch, max_cells=silhouette_max_cells, seed=seed))
             if n_sil < len(lab):
-                notes.append(
+                sampled.append(
                     f"silhouettes estimated on a stratified subsample of {n_sil} of {len(lab)} cells"
                 )
+    # the notes: why a kind is missing (once each, labels first) and how the silhouettes were estimated
+    notes = list(dict.fromkeys(m for m in (missing["bio"], missing["batch"]) if m)) + sampled
     return values, missing, notes, n_sil
 
 
