@@ -192,9 +192,8 @@ def check_signatures(
     """(problems, warnings) for score.user_signatures, score.signatures and score.hsc_signature.
 
     ``sample_genes``: sample -> (species, gene symbols as ingest names them) from the cheap peeks. A user
-    signature none of whose
-    genes is measured in any sample is refused; one below score.min_coverage everywhere gets a warning (its
-    scores will be NaN, as README says).
+    signature none of whose genes is measured in any sample is refused; one below score.min_coverage
+    everywhere gets a warning (its scores will be NaN, as README says).
     """
     from hscseq.genes import SPECIES
     from hscseq.score import load_signatures, read_signature_file, resolve_genes
